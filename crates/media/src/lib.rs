@@ -1,0 +1,1 @@
+//! The `media` crate of Switchboard (see ARCHITECTURE.md).

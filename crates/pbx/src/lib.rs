@@ -1,0 +1,1 @@
+//! The `pbx` crate of Switchboard (see ARCHITECTURE.md).

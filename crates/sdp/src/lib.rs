@@ -1,0 +1,1 @@
+//! The `sdp` crate of Switchboard (see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! The `server` crate of Switchboard (see ARCHITECTURE.md).

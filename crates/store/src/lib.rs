@@ -1,0 +1,1 @@
+//! The `store` crate of Switchboard (see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! The `testkit` crate of Switchboard (see ARCHITECTURE.md).
