@@ -61,12 +61,12 @@ pub(crate) fn unquote(s: &str) -> String {
 
 /// Splits a header value at top-level commas: commas inside quoted strings or `<...>` do not
 /// split. Empty elements are kept (the caller decides whether they are an error).
-pub(crate) fn split_commas(s: &str) -> CommaSplit<'_> {
+pub fn split_commas(s: &str) -> CommaSplit<'_> {
     CommaSplit { rest: Some(s) }
 }
 
 /// Iterator returned by [`split_commas`].
-pub(crate) struct CommaSplit<'a> {
+pub struct CommaSplit<'a> {
     rest: Option<&'a str>,
 }
 
@@ -148,7 +148,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Parses a decimal number of at most `max` with no sign, as the SIP grammar's `1*DIGIT`
 /// fields. Leading zeros are allowed (RFC 4475 §3.1.1.1); overflow is an error, never a wrap.
-pub(crate) fn parse_decimal(s: &str, max: u64) -> Option<u64> {
+pub fn parse_decimal(s: &str, max: u64) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use bytestring::ByteString;
 
-pub use client_invite::ClientInvite;
-pub use client_non_invite::ClientNonInvite;
-pub use server_invite::ServerInvite;
-pub use server_non_invite::ServerNonInvite;
+pub use client_invite::{ClientInvite, ClientInviteState};
+pub use client_non_invite::{ClientNonInvite, ClientNonInviteState};
+pub use server_invite::{ServerInvite, ServerInviteState};
+pub use server_non_invite::{ServerNonInvite, ServerNonInviteState};
 
 use crate::header::HeaderName;
 use crate::message::{Request, Response};
