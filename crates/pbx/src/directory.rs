@@ -1,0 +1,90 @@
+//! Tenants and users as call control sees them: an immutable in-memory snapshot, replaced
+//! as a whole when the configuration or the database changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A user (an extension of one tenant).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// Database id.
+    pub id: i64,
+    /// Tenant id.
+    pub tenant_id: i64,
+    /// Extension, also the digest user name.
+    pub extension: String,
+    /// Display name presented to callees.
+    pub display_name: String,
+    /// `MD5(extension:realm:password)`.
+    pub ha1_md5: String,
+    /// `SHA-256(extension:realm:password)`.
+    pub ha1_sha256: String,
+}
+
+/// A tenant: one company, one SIP domain, its users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    /// Database id.
+    pub id: i64,
+    /// Short name.
+    pub name: String,
+    /// SIP domain (lower-case), also the digest realm.
+    pub domain: String,
+    users: HashMap<String, Arc<User>>,
+}
+
+impl Tenant {
+    /// A tenant with these users.
+    pub fn new(id: i64, name: impl Into<String>, domain: impl Into<String>, users: Vec<User>) -> Tenant {
+        let users = users.into_iter().map(|u| (u.extension.clone(), Arc::new(u))).collect();
+        Tenant { id, name: name.into(), domain: domain.into().to_ascii_lowercase(), users }
+    }
+
+    /// The user with this extension.
+    pub fn user(&self, extension: &str) -> Option<&Arc<User>> {
+        self.users.get(extension)
+    }
+
+    /// All users.
+    pub fn users(&self) -> impl Iterator<Item = &Arc<User>> {
+        self.users.values()
+    }
+}
+
+/// Every tenant, by domain and by id.
+#[derive(Clone, Debug, Default)]
+pub struct Directory {
+    by_domain: HashMap<String, Arc<Tenant>>,
+    by_id: HashMap<i64, Arc<Tenant>>,
+}
+
+impl Directory {
+    /// A directory of these tenants.
+    pub fn new(tenants: Vec<Tenant>) -> Directory {
+        let mut d = Directory::default();
+        for t in tenants {
+            let t = Arc::new(t);
+            d.by_domain.insert(t.domain.clone(), t.clone());
+            d.by_id.insert(t.id, t);
+        }
+        d
+    }
+
+    /// The tenant serving a domain (case-insensitive; IPv6 without brackets).
+    pub fn by_domain(&self, domain: &str) -> Option<&Arc<Tenant>> {
+        if domain.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.by_domain.get(&domain.to_ascii_lowercase());
+        }
+        self.by_domain.get(domain)
+    }
+
+    /// The tenant with this id.
+    pub fn by_id(&self, id: i64) -> Option<&Arc<Tenant>> {
+        self.by_id.get(&id)
+    }
+
+    /// All tenants.
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.by_id.values()
+    }
+}
