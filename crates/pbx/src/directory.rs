@@ -78,6 +78,11 @@ impl Directory {
         self.by_domain.get(domain)
     }
 
+    /// The tenant with this name.
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Tenant>> {
+        self.by_id.values().find(|t| t.name == name)
+    }
+
     /// The tenant with this id.
     pub fn by_id(&self, id: i64) -> Option<&Arc<Tenant>> {
         self.by_id.get(&id)

@@ -39,6 +39,9 @@ pub struct DoorConfig {
     /// Host names that designate this server (besides the address a request arrived on),
     /// for requests addressed to the server rather than to a tenant's domain.
     pub local_hosts: Vec<String>,
+    /// The tenant (by name) serving requests addressed to the server's own address whose
+    /// other headers name no tenant either (phones set up with the server's IP).
+    pub default_tenant: Option<String>,
 }
 
 impl Default for DoorConfig {
@@ -48,6 +51,7 @@ impl Default for DoorConfig {
             timers: TimerConfig::default(),
             server: format!("Switchboard/{}", env!("CARGO_PKG_VERSION")),
             local_hosts: Vec::new(),
+            default_tenant: None,
         }
     }
 }
@@ -182,7 +186,12 @@ impl Door {
         }
         if self.is_local_host(&host, flow) {
             let fb = fallback.as_sip()?.host.to_lowercase_string();
-            return self.directory.by_domain(&fb).cloned();
+            if let Some(t) = self.directory.by_domain(&fb) {
+                return Some(t.clone());
+            }
+            if self.is_local_host(&fb, flow) {
+                return self.cfg.default_tenant.as_deref().and_then(|n| self.directory.by_name(n)).cloned();
+            }
         }
         None
     }
@@ -191,6 +200,8 @@ impl Door {
     pub fn handle_request(&mut self, req: Request, info: RequestInfo, flow: Flow, now: Now) {
         let key = ServerKey::of(&req, &info);
         if let Some(t) = self.txs.get_mut(&key) {
+            // Answer on the flow the retransmission came on (a phone may have reconnected).
+            t.reply_flow = flow.response_flow(&info.via);
             match (&mut t.tx, &req.method) {
                 (Tx::Invite(tx), Method::Ack) => {
                     tx.handle_ack(now.instant);

@@ -42,4 +42,4 @@ impl Now {
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, MESSAGE";
 
 /// Option tags Switchboard supports (the `Supported` header value; none needed yet).
-pub const SUPPORTED: &str = "path";
+pub const SUPPORTED: &str = "";

@@ -164,6 +164,12 @@ pub fn register(
             user_agent: user_agent.clone(),
             registered_at_ms: existing.map(|i| bindings[i].registered_at_ms).unwrap_or(now_ms),
         };
+        if let Some(i) = existing
+            && bindings[i].uri != binding.uri
+        {
+            // Same phone (instance), new address: the old contact goes away.
+            changes.push(BindingChange::Remove(aor.clone(), bindings[i].clone()));
+        }
         changes.push(BindingChange::Upsert(aor.clone(), binding.clone()));
         match existing {
             Some(i) => bindings[i] = binding,
@@ -366,7 +372,13 @@ mod tests {
     fn instance_id_replaces_the_old_contact() {
         let mut b = Vec::new();
         run(&mut b, "Contact: <sip:1001@10.0.0.1>;+sip.instance=\"<urn:uuid:1>\";reg-id=1\r\n", 1, 0);
-        run(&mut b, "Contact: <sip:1001@10.0.0.9>;+sip.instance=\"<urn:uuid:1>\";reg-id=1\r\n", 2, 10);
+        let Registered::Ok { changes, .. } =
+            run(&mut b, "Contact: <sip:1001@10.0.0.9>;+sip.instance=\"<urn:uuid:1>\";reg-id=1\r\n", 2, 10)
+        else {
+            panic!()
+        };
+        assert!(matches!(&changes[0], BindingChange::Remove(_, old) if old.uri.to_string() == "sip:1001@10.0.0.1"));
+        assert!(matches!(&changes[1], BindingChange::Upsert(..)));
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].uri.to_string(), "sip:1001@10.0.0.9");
     }

@@ -269,6 +269,7 @@ pub struct Call {
     origin_b: OriginState,
     offer_in_invite: bool,
     reinvite_in_progress: bool,
+    on_hold: bool,
     ring_deadline: Option<Instant>,
     linger_until: Option<Instant>,
     ended: bool,
@@ -365,6 +366,7 @@ impl Call {
             origin_b: OriginState::new(sess + 1),
             offer_in_invite: is_sdp(&nc.invite.headers, &nc.invite.body),
             reinvite_in_progress: false,
+            on_hold: false,
             ring_deadline: Some(now.instant + cfg.ring_timeout),
             linger_until: None,
             ended: false,
@@ -468,6 +470,12 @@ impl Call {
     /// driver can drop it.
     pub fn is_finished(&self) -> bool {
         self.phase == Phase::Done
+    }
+
+    /// True when the last offer/answer put media on hold (no RTP expected, so no media
+    /// timeout).
+    pub fn is_on_hold(&self) -> bool {
+        self.on_hold
     }
 
     /// True once the call has been answered (and not yet ended).
@@ -645,6 +653,7 @@ impl Call {
             Side::B => (self.anchors.b, &mut self.origin_b),
         };
         let anchored = sdp::anchor(body, &anchor, origin).ok()?;
+        self.on_hold = is_hold(body);
         if let Some(peer) = anchored.peer {
             self.out.push_back(CallOutput::Media(MediaCommand::SetPeer { side: to.other(), peer }));
         }
@@ -992,6 +1001,8 @@ impl Call {
         // Retransmissions go to their transaction.
         let key = ServerKey::of(&req, &info);
         if side == Side::A && key == self.a_key {
+            // Answer on the flow the retransmission came on (a phone may have reconnected).
+            self.a_reply_flow = flow.response_flow(&info.via);
             if req.method == Method::Ack {
                 if !self.a_tx.handle_ack(now.instant) {
                     self.on_ack(side, &req, &info, now);
@@ -1004,6 +1015,7 @@ impl Call {
             return;
         }
         if let Some(idx) = self.servers.iter().position(|s| s.key == key && s.side == side) {
+            self.servers[idx].reply_flow = flow.response_flow(&info.via);
             if req.method == Method::Ack {
                 let absorbed = match &mut self.servers[idx].kind {
                     ServerKind::Invite(t) => t.handle_ack(now.instant),
@@ -1355,6 +1367,15 @@ impl Call {
             self.phase = Phase::Done;
         }
     }
+}
+
+/// True for an SDP that holds media: a direction other than sendrecv, or a null address.
+fn is_hold(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body);
+    text.lines().any(|l| {
+        let l = l.trim();
+        l == "a=sendonly" || l == "a=recvonly" || l == "a=inactive" || l.starts_with("c=IN IP4 0.0.0.0")
+    })
 }
 
 /// The response the caller gets when every fork failed, and the disposition.

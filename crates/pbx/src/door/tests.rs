@@ -240,6 +240,21 @@ fn register_via_server_address_uses_the_to_domain() {
 }
 
 #[test]
+fn requests_to_the_server_address_go_to_the_default_tenant() {
+    let mut t = setup();
+    let mut cfg = DoorConfig::default();
+    cfg.default_tenant = Some("beta".into());
+    t.door = Door::new(1, cfg, t.door.directory.clone(), t.door.auth.clone(), t.location.clone(), IdGen::new(1));
+    let text = register("z9hG4bKr1", 1, "1001", "10.0.0.1", "");
+    let r = T::one(&t.feed(&text));
+    assert_eq!(r.status, 401);
+    assert_eq!(parse_challenge(r.headers.get(&HeaderName::WwwAuthenticate).unwrap()).unwrap().realm, "beta.test");
+    // Without a default tenant, the server's address names no tenant.
+    let mut t = setup();
+    assert_eq!(T::one(&t.feed(&text)).status, 404);
+}
+
+#[test]
 fn invite_is_challenged_then_routed() {
     let mut t = setup();
     registered(&mut t, "1002", "pw1002");

@@ -1,0 +1,583 @@
+//! Configuration: the TOML file, its defaults, and errors that name the file, the line,
+//! the key and what was expected.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pbx::flow::Transport;
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite database (and later recordings and voicemail) live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// SIP signalling.
+    #[serde(default)]
+    pub sip: SipConfig,
+    /// Registrar limits.
+    #[serde(default)]
+    pub registrar: RegistrarSection,
+    /// Digest authentication.
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// Call handling.
+    #[serde(default)]
+    pub calls: CallsSection,
+    /// Media relay.
+    #[serde(default)]
+    pub media: MediaSection,
+    /// Storage backend.
+    #[serde(default)]
+    pub storage: StorageSection,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogSection,
+    /// Tenants (companies), each a SIP domain with users.
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./switchboard-data")
+}
+
+/// `[sip]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Listen addresses: `udp:ADDR:PORT` or `tcp:ADDR:PORT` (IPv6 in brackets).
+    pub listen: Vec<String>,
+    /// Text of the Server and User-Agent headers ("" sends none).
+    pub server_name: String,
+    /// Host names that designate this server, besides its addresses.
+    pub local_hosts: Vec<String>,
+    /// Tenant that serves requests addressed to the server's own address rather than to a
+    /// tenant domain (phones set up with the server's IP as their domain).
+    pub default_tenant: Option<String>,
+    /// RFC 3261 T1 in milliseconds.
+    pub t1_ms: u64,
+    /// RFC 3261 T2 in milliseconds.
+    pub t2_ms: u64,
+    /// RFC 3261 T4 in milliseconds.
+    pub t4_ms: u64,
+    /// Close TCP connections idle this long (seconds).
+    pub tcp_idle_timeout_secs: u64,
+    /// Largest SIP message accepted (bytes).
+    pub max_message_size: usize,
+    /// Most header fields accepted in one message.
+    pub max_headers: usize,
+    /// Longest header line accepted (bytes).
+    pub max_line_length: usize,
+}
+
+impl Default for SipConfig {
+    fn default() -> SipConfig {
+        SipConfig {
+            listen: vec!["udp:0.0.0.0:5060".into(), "tcp:0.0.0.0:5060".into()],
+            server_name: format!("Switchboard/{}", env!("CARGO_PKG_VERSION")),
+            local_hosts: Vec::new(),
+            default_tenant: None,
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            tcp_idle_timeout_secs: 300,
+            max_message_size: 65_535,
+            max_headers: 128,
+            max_line_length: 8_192,
+        }
+    }
+}
+
+/// `[registrar]`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarSection {
+    /// Shortest registration accepted (seconds; shorter gets 423).
+    pub min_expires: u32,
+    /// Longest registration granted (seconds).
+    pub max_expires: u32,
+    /// Registration granted when the phone does not ask (seconds).
+    pub default_expires: u32,
+    /// Most contacts per user.
+    pub max_contacts: usize,
+}
+
+impl Default for RegistrarSection {
+    fn default() -> RegistrarSection {
+        let d = pbx::registrar::RegistrarConfig::default();
+        RegistrarSection {
+            min_expires: d.min_expires,
+            max_expires: d.max_expires,
+            default_expires: d.default_expires,
+            max_contacts: d.max_contacts,
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Digest algorithms offered, in order: "MD5", "SHA-256".
+    pub algorithms: Vec<String>,
+    /// Nonce lifetime (seconds).
+    pub nonce_lifetime_secs: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> AuthSection {
+        AuthSection { algorithms: vec!["MD5".into(), "SHA-256".into()], nonce_lifetime_secs: 300 }
+    }
+}
+
+/// `[calls]`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsSection {
+    /// How long a callee may ring (seconds).
+    pub ring_timeout_secs: u64,
+}
+
+impl Default for CallsSection {
+    fn default() -> CallsSection {
+        CallsSection { ring_timeout_secs: 120 }
+    }
+}
+
+/// `[media]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSection {
+    /// RTP port range, inclusive: `[min, max]`.
+    pub rtp_ports: [u16; 2],
+    /// End answered calls whose media has been silent this long (seconds; 0 disables).
+    pub media_timeout_secs: u64,
+    /// DSCP value on RTP packets (46 = EF; absent or 0: not set).
+    pub dscp: u8,
+    /// Relay worker threads (0: one per core).
+    pub workers: usize,
+}
+
+impl Default for MediaSection {
+    fn default() -> MediaSection {
+        MediaSection { rtp_ports: [20000, 29999], media_timeout_secs: 60, dscp: 46, workers: 0 }
+    }
+}
+
+/// `[storage]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// `postgres://...` or `sqlite:PATH`; absent: SQLite in `data_dir`.
+    pub url: Option<String>,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// Level filter (`info`, `debug`, or a tracing filter such as `server=debug`).
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogSection {
+    fn default() -> LogSection {
+        LogSection { level: "info".into(), format: "text".into() }
+    }
+}
+
+/// `[[tenants]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Short name.
+    pub name: String,
+    /// SIP domain (a name, or an IP address).
+    pub domain: String,
+    /// Users.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+/// `[[tenants.users]]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// Extension (digits, also the SIP user name).
+    pub extension: String,
+    /// SIP password (only its digest hashes are stored).
+    pub password: String,
+    /// Name shown to callees.
+    #[serde(default)]
+    pub display_name: String,
+}
+
+impl fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("extension", &self.extension)
+            .field("password", &"<redacted>")
+            .field("display_name", &self.display_name)
+            .finish()
+    }
+}
+
+/// A configuration that cannot be used: where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The key, as `table.key`.
+    pub key: Option<String>,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, ": key `{k}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One parsed listen entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// Transport.
+    pub transport: Transport,
+    /// Address.
+    pub addr: SocketAddr,
+}
+
+/// Parses `udp:ADDR:PORT` / `tcp:ADDR:PORT`.
+pub fn parse_listen(s: &str) -> Result<Listen, String> {
+    let (t, addr) =
+        s.split_once(':').ok_or_else(|| format!("`{s}`: expected TRANSPORT:ADDRESS:PORT, such as udp:0.0.0.0:5060"))?;
+    let transport = match t.to_ascii_lowercase().as_str() {
+        "udp" => Transport::Udp,
+        "tcp" => Transport::Tcp,
+        "tls" => return Err(format!("`{s}`: TLS is not supported yet; use udp: or tcp:")),
+        other => return Err(format!("`{s}`: unknown transport `{other}`, expected udp or tcp")),
+    };
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("`{s}`: `{addr}` is not an address:port (IPv6 goes in brackets: [::1]:5060)"))?;
+    Ok(Listen { transport, addr })
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks configuration text (`file` is used in errors).
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            let key = e.span().and_then(|s| key_at(text, s.start));
+            ConfigError { file: file.to_path_buf(), line, key, message: e.message().trim().to_owned() }
+        })?;
+        cfg.check(text, file)?;
+        Ok(cfg)
+    }
+
+    /// The embedded default: everything in `./switchboard-data`, SIP on all addresses.
+    pub fn embedded_default() -> Config {
+        Config {
+            data_dir: default_data_dir(),
+            sip: SipConfig {
+                listen: vec![
+                    "udp:0.0.0.0:5060".into(),
+                    "tcp:0.0.0.0:5060".into(),
+                    "udp:[::]:5060".into(),
+                    "tcp:[::]:5060".into(),
+                ],
+                default_tenant: Some("demo".into()),
+                ..SipConfig::default()
+            },
+            registrar: RegistrarSection::default(),
+            auth: AuthSection::default(),
+            calls: CallsSection::default(),
+            media: MediaSection::default(),
+            storage: StorageSection::default(),
+            log: LogSection::default(),
+            tenants: Vec::new(),
+        }
+    }
+
+    fn check(&self, text: &str, file: &Path) -> Result<(), ConfigError> {
+        let err = |table: &str, key: &str, nth: usize, message: String| ConfigError {
+            file: file.to_path_buf(),
+            line: locate(text, table, key, nth),
+            key: Some(if table.is_empty() { key.to_owned() } else { format!("{table}.{key}") }),
+            message,
+        };
+        if self.sip.listen.is_empty() {
+            return Err(err("sip", "listen", 0, "expected at least one listen address".into()));
+        }
+        for l in &self.sip.listen {
+            parse_listen(l).map_err(|m| err("sip", "listen", 0, m))?;
+        }
+        let [lo, hi] = self.media.rtp_ports;
+        if lo >= hi || lo < 1024 {
+            return Err(err(
+                "media",
+                "rtp_ports",
+                0,
+                format!("expected [min, max] with 1024 <= min < max, found [{lo}, {hi}]"),
+            ));
+        }
+        if hi - lo < 3 {
+            return Err(err("media", "rtp_ports", 0, "the range must hold at least two RTP/RTCP port pairs".into()));
+        }
+        if self.sip.t1_ms == 0 || self.sip.t2_ms < self.sip.t1_ms {
+            return Err(err("sip", "t2_ms", 0, "expected t1_ms > 0 and t2_ms >= t1_ms".into()));
+        }
+        for a in &self.auth.algorithms {
+            if sip::auth::Algorithm::from_token(a).is_none() {
+                return Err(err(
+                    "auth",
+                    "algorithms",
+                    0,
+                    format!("unknown algorithm `{a}`, expected \"MD5\" or \"SHA-256\""),
+                ));
+            }
+        }
+        if self.auth.algorithms.is_empty() {
+            return Err(err("auth", "algorithms", 0, "expected at least one algorithm".into()));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(err(
+                "log",
+                "format",
+                0,
+                format!("expected \"text\" or \"json\", found \"{}\"", self.log.format),
+            ));
+        }
+        if let Some(url) = &self.storage.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:"))
+        {
+            return Err(err("storage", "url", 0, format!("expected postgres://... or sqlite:PATH, found \"{url}\"")));
+        }
+        let mut domains = std::collections::HashSet::new();
+        let mut names = std::collections::HashSet::new();
+        let mut user_index = 0;
+        for (i, t) in self.tenants.iter().enumerate() {
+            if t.name.trim().is_empty() {
+                return Err(err("tenants", "name", i, "expected a non-empty tenant name".into()));
+            }
+            if !names.insert(t.name.to_ascii_lowercase()) {
+                return Err(err("tenants", "name", i, format!("tenant name \"{}\" is used twice", t.name)));
+            }
+            if sip::Host::parse(&t.domain).is_err() {
+                return Err(err(
+                    "tenants",
+                    "domain",
+                    i,
+                    format!("\"{}\" is not a domain name or IP address", t.domain),
+                ));
+            }
+            if !domains.insert(t.domain.to_ascii_lowercase()) {
+                return Err(err("tenants", "domain", i, format!("domain \"{}\" is used by two tenants", t.domain)));
+            }
+            let mut exts = std::collections::HashSet::new();
+            for u in &t.users {
+                let valid = !u.extension.is_empty()
+                    && u.extension.len() <= 32
+                    && u.extension.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+'));
+                if !valid {
+                    return Err(err(
+                        "tenants.users",
+                        "extension",
+                        user_index,
+                        format!("\"{}\" is not a valid extension (letters, digits, - _ . +; at most 32)", u.extension),
+                    ));
+                }
+                if !exts.insert(u.extension.clone()) {
+                    return Err(err(
+                        "tenants.users",
+                        "extension",
+                        user_index,
+                        format!("extension {} appears twice in tenant {}", u.extension, t.name),
+                    ));
+                }
+                if u.password.len() < 8 {
+                    return Err(err(
+                        "tenants.users",
+                        "password",
+                        user_index,
+                        format!("the password of {} must have at least 8 characters", u.extension),
+                    ));
+                }
+                user_index += 1;
+            }
+        }
+        if let Some(d) = &self.sip.default_tenant
+            && !self.tenants.iter().any(|t| &t.name == d)
+            && d != "demo"
+        {
+            return Err(err("sip", "default_tenant", 0, format!("no tenant named \"{d}\"")));
+        }
+        Ok(())
+    }
+
+    /// Listen entries, parsed.
+    pub fn listens(&self) -> Vec<Listen> {
+        self.sip.listen.iter().filter_map(|l| parse_listen(l).ok()).collect()
+    }
+
+    /// Transaction timers.
+    pub fn timers(&self) -> sip::transaction::TimerConfig {
+        sip::transaction::TimerConfig {
+            t1: Duration::from_millis(self.sip.t1_ms),
+            t2: Duration::from_millis(self.sip.t2_ms),
+            t4: Duration::from_millis(self.sip.t4_ms),
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// The dotted key whose value sits at `offset`: the `[table]` header above it and the key
+/// before `=` on its line.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_owned());
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (None, Some(k)) => Some(k),
+        (Some(t), None) if line.trim_start().starts_with('[') => Some(t),
+        _ => None,
+    }
+}
+
+/// Line of the `nth` occurrence of `key = ...` inside tables named `table` (`[table]` or
+/// `[[table]]`), for errors found after parsing.
+fn locate(text: &str, table: &str, key: &str, nth: usize) -> Option<usize> {
+    let mut current = String::new();
+    let mut seen = 0;
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            current = l.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+            continue;
+        }
+        if current == table
+            && let Some((k, _)) = l.split_once('=')
+            && k.trim() == key
+        {
+            if seen == nth {
+                return Some(i + 1);
+            }
+            seen += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISSUE_EXAMPLE: &str = r#"
+data_dir = "/var/lib/switchboard"
+[sip]
+listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060", "udp:[::1]:5060"]
+[media]
+rtp_ports = [20000, 29999]
+[storage]
+url = "postgres://127.0.0.1/test"
+[[tenants]]
+name = "acme"
+domain = "acme.test"
+[[tenants.users]]
+extension = "1001"
+password = "secret-1001"
+display_name = "Alice"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("switchboard.toml"))
+    }
+
+    #[test]
+    fn the_documented_keys_parse() {
+        let c = parse(ISSUE_EXAMPLE).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/switchboard"));
+        assert_eq!(c.listens().len(), 3);
+        assert_eq!(c.listens()[2].addr, "[::1]:5060".parse().unwrap());
+        assert_eq!(c.media.rtp_ports, [20000, 29999]);
+        assert_eq!(c.storage.url.as_deref(), Some("postgres://127.0.0.1/test"));
+        assert_eq!(c.tenants[0].users[0].display_name, "Alice");
+    }
+
+    #[test]
+    fn type_errors_name_file_line_and_key() {
+        let e = parse(&ISSUE_EXAMPLE.replace("rtp_ports = [20000, 29999]", "rtp_ports = [20000, \"x\"]")).unwrap_err();
+        assert_eq!(e.line, Some(6), "{e}");
+        assert_eq!(e.key.as_deref(), Some("media.rtp_ports"), "{e}");
+        assert!(e.to_string().starts_with("switchboard.toml:6: key `media.rtp_ports`: "), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = parse(&ISSUE_EXAMPLE.replace("[media]\n", "[media]\nrtp_portz = 1\n")).unwrap_err();
+        assert_eq!(e.line, Some(6));
+        assert!(e.message.contains("unknown field `rtp_portz`"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_key() {
+        let e = parse(&ISSUE_EXAMPLE.replace("\"udp:[::1]:5060\"", "\"sctp:[::1]:5060\"")).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("sip.listen")));
+        assert!(e.message.contains("unknown transport"), "{e}");
+        let e = parse(&ISSUE_EXAMPLE.replace("[20000, 29999]", "[29999, 20000]")).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(6), Some("media.rtp_ports")));
+        let e = parse(&ISSUE_EXAMPLE.replace("secret-1001", "short")).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(14), Some("tenants.users.password")));
+        let dup = format!("{ISSUE_EXAMPLE}[[tenants.users]]\nextension = \"1001\"\npassword = \"another-secret\"\n");
+        let e = parse(&dup).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(17), Some("tenants.users.extension")), "{e}");
+    }
+
+    #[test]
+    fn missing_required_key() {
+        let e = parse("[[tenants]]\nname = \"x\"\n").unwrap_err();
+        assert!(e.message.contains("missing field `domain`"), "{e}");
+        assert_eq!(e.line, Some(1));
+    }
+}

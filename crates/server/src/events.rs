@@ -1,0 +1,50 @@
+//! The event bus: call control publishes, consumers subscribe. Each subscriber has its own
+//! unbounded queue, so a slow consumer never blocks a call and never loses an event.
+
+use std::sync::{Arc, RwLock};
+
+use pbx::events::{CallEvent, CallEventKind};
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+/// Publishes call events to every subscriber.
+#[derive(Clone, Debug, Default)]
+pub struct EventBus {
+    subscribers: Arc<RwLock<Vec<mpsc::UnboundedSender<CallEvent>>>>,
+}
+
+impl EventBus {
+    /// A new subscription.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<CallEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut s) = self.subscribers.write() {
+            s.push(tx);
+        }
+        rx
+    }
+
+    /// Publishes an event (and logs it inside the caller's span).
+    pub fn publish(&self, ev: CallEvent) {
+        match &ev.kind {
+            CallEventKind::Created { caller, callee, .. } => {
+                info!(call = %ev.call, tenant = ev.tenant_id, "call created");
+                debug!(call = %ev.call, caller = %caller, callee = %callee, "call parties");
+            }
+            CallEventKind::Ringing => info!(call = %ev.call, "ringing"),
+            CallEventKind::Answered => info!(call = %ev.call, "answered"),
+            CallEventKind::Ended { disposition, cause, initiator, .. } => {
+                info!(call = %ev.call, disposition = disposition.as_str(), cause = %cause, initiator = initiator.as_str(), "call ended")
+            }
+        }
+        if let Ok(mut s) = self.subscribers.write() {
+            s.retain(|tx| tx.send(ev.clone()).is_ok());
+        }
+    }
+
+    /// Drops every subscription (their consumers then drain and finish).
+    pub fn close(&self) {
+        if let Ok(mut s) = self.subscribers.write() {
+            s.clear();
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The async drivers of the sans-IO state machines: one task per door shard, one task per
+//! call, the CDR consumer and housekeeping.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use pbx::Now;
+use pbx::call::{Call, CallConfig, CallOutput, MediaAnchors, MediaCommand, NewCall, Side};
+use pbx::cdr::CdrBuilder;
+use pbx::door::{Door, DoorOutput};
+use pbx::events::{CallEvent, CallEventKind, MediaCounters};
+use pbx::ids::IdGen;
+use pbx::location::{Binding, BindingChange, Location};
+use sdp::Anchor;
+use tokio::sync::mpsc;
+use tracing::{Instrument, info_span, warn};
+
+use crate::core::{CallMsg, Core, DoorMsg, InboundRequest};
+use crate::events::EventBus;
+use crate::transport::OnError;
+use crate::writer::{Reply, WriteOp};
+
+/// The current time, as the state machines take it.
+pub fn now() -> Now {
+    let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    Now { instant: Instant::now(), unix_ms }
+}
+
+/// What the tasks share.
+pub struct Ctx {
+    /// Dispatcher and transports.
+    pub core: Arc<Core>,
+    /// Media relay.
+    pub relay: media::Relay,
+    /// Store writer.
+    pub writer: mpsc::UnboundedSender<WriteOp>,
+    /// Event bus.
+    pub events: EventBus,
+    /// Call settings.
+    pub call_cfg: CallConfig,
+    /// End answered calls whose media is silent this long.
+    pub media_timeout: Option<Duration>,
+    /// Location service.
+    pub location: Arc<Location>,
+    /// Identifier generator (forked per call).
+    pub ids: Mutex<IdGen>,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").finish_non_exhaustive()
+    }
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400)
+}
+
+/// Converts a registration change for the store.
+pub fn to_store(change: BindingChange) -> store::BindingChange {
+    match change {
+        BindingChange::Upsert(aor, b) => store::BindingChange::Upsert(store::BindingRecord {
+            tenant_id: aor.tenant_id,
+            extension: aor.extension,
+            contact: b.uri.to_string(),
+            expires_at_ms: b.expires_at_ms,
+            call_id: b.call_id,
+            cseq: i64::from(b.cseq),
+            q: b.q.map(f64::from),
+            instance_id: b.instance,
+            reg_id: b.reg_id.map(i64::from),
+            transport: b.flow.transport.uri_param().to_owned(),
+            source: b.flow.remote.to_string(),
+            local: b.flow.local.to_string(),
+            connection_id: b.flow.connection.map(|c| c as i64),
+            user_agent: b.user_agent,
+            registered_at_ms: b.registered_at_ms,
+        }),
+        BindingChange::Remove(aor, b) => store::BindingChange::Remove {
+            tenant_id: aor.tenant_id,
+            extension: aor.extension,
+            contact: b.uri.to_string(),
+        },
+        BindingChange::RemoveAll(aor) => {
+            store::BindingChange::RemoveAll { tenant_id: aor.tenant_id, extension: aor.extension }
+        }
+    }
+}
+
+/// A binding read back from the store (its connection, if any, is gone).
+pub fn from_store(r: store::BindingRecord) -> Option<(pbx::location::Aor, Binding)> {
+    let uri = sip::Uri::parse(&r.contact).ok()?;
+    let transport = pbx::flow::Transport::from_token(&r.transport)?;
+    let flow =
+        pbx::flow::Flow { transport, local: r.local.parse().ok()?, remote: r.source.parse().ok()?, connection: None };
+    Some((
+        pbx::location::Aor { tenant_id: r.tenant_id, extension: r.extension },
+        Binding {
+            uri,
+            expires_at_ms: r.expires_at_ms,
+            q: r.q.map(|q| q as f32),
+            call_id: r.call_id,
+            cseq: u32::try_from(r.cseq).unwrap_or(0),
+            flow,
+            instance: r.instance_id,
+            reg_id: r.reg_id.and_then(|r| u32::try_from(r).ok()),
+            user_agent: r.user_agent,
+            registered_at_ms: r.registered_at_ms,
+        },
+    ))
+}
+
+/// Runs one door shard.
+pub async fn run_door(
+    mut door: Door,
+    mut rx: mpsc::UnboundedReceiver<DoorMsg>,
+    me: mpsc::UnboundedSender<DoorMsg>,
+    ctx: Arc<Ctx>,
+) {
+    loop {
+        while let Some(o) = door.poll_output() {
+            match o {
+                DoorOutput::Send { flow, bytes } => ctx.core.transports.send(flow, bytes, None),
+                DoorOutput::Persist { token, changes } => {
+                    let changes = changes.into_iter().map(to_store).collect();
+                    if ctx.writer.send(WriteOp::Bindings(changes, Reply::Door(me.clone(), token))).is_err() {
+                        door.persisted(token, false, now());
+                    }
+                }
+                DoorOutput::StartCall(nc) => start_call(&ctx, *nc, now()),
+            }
+        }
+        let deadline = door.poll_timeout().map(tokio::time::Instant::from_std).unwrap_or_else(far_future);
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(DoorMsg::Request(inbound)) => {
+                    // A retransmission may arrive after its INVITE became a call.
+                    if let Some(call) = ctx.core.calls.get(&inbound.info.call_id) {
+                        let _ = call.send(CallMsg::Request(inbound));
+                    } else {
+                        let InboundRequest { req, info, flow } = *inbound;
+                        door.handle_request(req, info, flow, now());
+                    }
+                }
+                Some(DoorMsg::Persisted(token, ok)) => door.persisted(token, ok, now()),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => door.handle_timeout(now()),
+        }
+    }
+}
+
+fn side(s: Side) -> media::Side {
+    match s {
+        Side::A => media::Side::A,
+        Side::B => media::Side::B,
+    }
+}
+
+/// Allocates media for a new call and starts its task.
+pub fn start_call(ctx: &Arc<Ctx>, nc: NewCall, now: Now) {
+    let transports = &ctx.core.transports;
+    let a_ip = transports.local_ip_for(nc.flow.remote.ip());
+    let b_ip = nc.targets.first().map(|t| transports.local_ip_for(t.flow.remote.ip())).unwrap_or(a_ip);
+    let session = match ctx.relay.allocate(a_ip, b_ip) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "no media ports for a new call");
+            let mut r = sip::Response::to_request(&nc.invite, 503, Some("No Media Resources"), Some("sb-err"));
+            r.headers.push(sip::HeaderName::RetryAfter, "10");
+            transports.send(nc.flow.response_flow(&nc.info.via), Bytes::from(r.to_bytes()), None);
+            return;
+        }
+    };
+    let anchors = MediaAnchors {
+        a: Anchor { ip: a_ip, rtp_port: session.local(media::Side::A).rtp },
+        b: Anchor { ip: b_ip, rtp_port: session.local(media::Side::B).rtp },
+    };
+    let ids = match ctx.ids.lock() {
+        Ok(mut g) => g.fork(),
+        Err(_) => IdGen::new(now.unix_ms as u64),
+    };
+    let call = Call::new(nc, anchors, ctx.call_cfg.clone(), ids, now);
+    let (tx, rx) = mpsc::unbounded_channel();
+    ctx.core.calls.insert(&call.sip_call_ids(), tx.clone());
+    let span = info_span!("call", id = %call.id(), tenant = call.tenant_id());
+    tokio::spawn(run_call(call, session, rx, tx, ctx.clone()).instrument(span));
+}
+
+async fn run_call(
+    mut call: Call,
+    session: media::MediaSession,
+    mut rx: mpsc::UnboundedReceiver<CallMsg>,
+    me: mpsc::UnboundedSender<CallMsg>,
+    ctx: Arc<Ctx>,
+) {
+    let call_ids: Vec<String> = call.sip_call_ids().iter().map(|s| (*s).to_owned()).collect();
+    let check_every = ctx.media_timeout.map(|t| (t / 4).clamp(Duration::from_millis(200), Duration::from_secs(5)));
+    let mut next_check = check_every.map(|d| Instant::now() + d);
+    loop {
+        while let Some(o) = call.poll_output() {
+            match o {
+                CallOutput::Send { flow, bytes, tx } => {
+                    let on_error = tx.map(|tx| {
+                        let me = me.clone();
+                        Box::new(move || {
+                            let _ = me.send(CallMsg::SendError(tx));
+                        }) as OnError
+                    });
+                    ctx.core.transports.send(flow, bytes, on_error);
+                }
+                CallOutput::Media(MediaCommand::SetPeer { side: s, peer }) => {
+                    let peer = media::PeerMedia { rtp: peer.rtp, rtcp: Some(peer.rtcp), rtcp_mux: peer.rtcp_mux };
+                    if let Err(e) = session.set_peer(side(s), peer) {
+                        warn!(error = %e, "relay refused a peer address");
+                    }
+                }
+                CallOutput::Event(ev) => ctx.events.publish(with_media(ev, &session)),
+            }
+        }
+        if call.is_finished() {
+            break;
+        }
+        let mut deadline = call.poll_timeout();
+        if call.is_answered()
+            && let Some(c) = next_check
+        {
+            deadline = Some(deadline.map_or(c, |d| d.min(c)));
+        }
+        let sleep = deadline.map(tokio::time::Instant::from_std).unwrap_or_else(far_future);
+        tokio::select! {
+            msg = rx.recv() => {
+                let n = now();
+                match msg {
+                    Some(CallMsg::Request(inbound)) => {
+                        let InboundRequest { req, info, flow } = *inbound;
+                        call.handle_request(req, info, flow, n);
+                    }
+                    Some(CallMsg::Response(r)) => {
+                        let (resp, info) = *r;
+                        call.handle_response(resp, info, n);
+                    }
+                    Some(CallMsg::SendError(tx)) => call.handle_send_error(tx, n),
+                    Some(CallMsg::Shutdown) => call.shutdown(n),
+                    None => break,
+                }
+            }
+            _ = tokio::time::sleep_until(sleep) => {
+                let n = now();
+                if let (Some(c), Some(every), Some(limit)) = (next_check, check_every, ctx.media_timeout)
+                    && c <= n.instant
+                {
+                    next_check = Some(n.instant + every);
+                    if call.is_answered() && !call.is_on_hold() && session.idle_for(n.instant) >= limit {
+                        call.handle_media_timeout(n);
+                    }
+                }
+                call.handle_timeout(n);
+            }
+        }
+    }
+    ctx.core.calls.remove(&call_ids);
+}
+
+/// Adds the relay's counters to the event that ends a call.
+fn with_media(mut ev: CallEvent, session: &media::MediaSession) -> CallEvent {
+    if let CallEventKind::Ended { media, .. } = &mut ev.kind {
+        let s = session.stats();
+        *media = Some(MediaCounters {
+            packets_a_to_b: s.a.received_packets,
+            packets_b_to_a: s.b.received_packets,
+            bytes_a_to_b: s.a.received_bytes,
+            bytes_b_to_a: s.b.received_bytes,
+        });
+    }
+    ev
+}
+
+/// Folds events into CDRs and hands them to the writer, until the bus closes.
+pub async fn run_cdr_consumer(
+    mut events: mpsc::UnboundedReceiver<CallEvent>,
+    writer: mpsc::UnboundedSender<WriteOp>,
+    id_prefix: u64,
+) {
+    let mut builder = CdrBuilder::default();
+    while let Some(ev) = events.recv().await {
+        if let Some(cdr) = builder.handle(&ev) {
+            let record = store::CdrRecord {
+                id: format!("{id_prefix:016x}-{}", cdr.call),
+                tenant_id: cdr.tenant_id,
+                call_id: cdr.sip_call_id.clone(),
+                caller: cdr.caller.clone(),
+                callee: cdr.callee.clone(),
+                started_at_ms: cdr.started_at_ms,
+                answered_at_ms: cdr.answered_at_ms,
+                ended_at_ms: cdr.ended_at_ms,
+                duration_ms: cdr.duration_ms(),
+                billable_ms: cdr.billable_ms(),
+                disposition: cdr.disposition.to_owned(),
+                hangup_cause: cdr.hangup_cause.clone(),
+                hangup_status: cdr.hangup_status.map(i32::from),
+                initiator: cdr.initiator.to_owned(),
+                packets_a_to_b: cdr.media.packets_a_to_b as i64,
+                packets_b_to_a: cdr.media.packets_b_to_a as i64,
+                bytes_a_to_b: cdr.media.bytes_a_to_b as i64,
+                bytes_b_to_a: cdr.media.bytes_b_to_a as i64,
+            };
+            if writer.send(WriteOp::Cdr(Box::new(record))).is_err() {
+                warn!("store writer gone; a CDR was not written");
+            }
+        }
+    }
+}
+
+/// Drops expired registrations (memory and store) every `every`.
+pub async fn run_housekeeping(ctx: Arc<Ctx>, auth: Arc<pbx::auth::Authenticator>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let n = now();
+        let gone = ctx.location.purge_expired(n.unix_ms);
+        if !gone.is_empty() {
+            let changes = gone.into_iter().map(|(aor, b)| to_store(BindingChange::Remove(aor, b))).collect();
+            let _ = ctx.writer.send(WriteOp::Bindings(changes, Reply::None));
+        }
+        auth.purge((n.unix_ms / 1000) as u64);
+    }
+}
