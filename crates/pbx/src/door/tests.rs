@@ -242,8 +242,7 @@ fn register_via_server_address_uses_the_to_domain() {
 #[test]
 fn requests_to_the_server_address_go_to_the_default_tenant() {
     let mut t = setup();
-    let mut cfg = DoorConfig::default();
-    cfg.default_tenant = Some("beta".into());
+    let cfg = DoorConfig { default_tenant: Some("beta".into()), ..DoorConfig::default() };
     t.door = Door::new(1, cfg, t.door.directory.clone(), t.door.auth.clone(), t.location.clone(), IdGen::new(1));
     let text = register("z9hG4bKr1", 1, "1001", "10.0.0.1", "");
     let r = T::one(&t.feed(&text));
