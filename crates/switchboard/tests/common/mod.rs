@@ -209,7 +209,7 @@ impl Server {
     /// `switchboard cdr list --json` against this server's configuration.
     pub fn cdrs(&self) -> Vec<serde_json::Value> {
         let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["cdr", "list", "--json", "--config"])
+            .args(["cdr", "list", "--json", "--limit", "100000", "--config"])
             .arg(&self.config)
             .output()
             .unwrap();

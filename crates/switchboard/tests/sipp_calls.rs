@@ -1,0 +1,244 @@
+//! Calls between SIPp instances through the real server: SIPp caller → Switchboard →
+//! SIPp callee registered as 1002, with RTP both ways through the relay (the caller plays a
+//! PCMA capture, the callee echoes it with -rtp_echo; tshark counts what reaches the caller).
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, Setup, TempDir, scenario, write_csv};
+use testkit::ports;
+use testkit::sipp::{Scenario, Sipp, SippOptions, SippOutcome};
+
+fn opts(file: &str, target: Option<SocketAddr>) -> SippOptions {
+    let mut o = SippOptions::new(Scenario::File(scenario(file)));
+    o.target = target;
+    o
+}
+
+fn caller_csv(dir: &Path, rows: usize, callee: &str) -> PathBuf {
+    let path = dir.join("callers.csv");
+    let rows: Vec<Vec<String>> = (0..rows)
+        .map(|_| {
+            vec![
+                "1001".into(),
+                "acme.test".into(),
+                "[authentication username=1001 password=secret-1001]".into(),
+                callee.into(),
+            ]
+        })
+        .collect();
+    write_csv(&path, &rows);
+    path
+}
+
+/// Registers extension `ext` from `port`, so calls to it reach a SIPp callee on that port.
+fn register(server: &Server, dir: &Path, ext: &str, port: u16) {
+    let csv = dir.join(format!("reg-{ext}.csv"));
+    write_csv(
+        &csv,
+        &[vec![
+            ext.into(),
+            "acme.test".into(),
+            format!("[authentication username={ext} password=secret-{ext}]"),
+            "300".into(),
+        ]],
+    );
+    let mut o = opts("register.xml", Some(server.sip));
+    o.inf = vec![csv];
+    o.local_port = Some(port);
+    let out = Sipp::run(o).unwrap();
+    assert!(out.all_succeeded(), "callee registration failed:\n{out}");
+}
+
+/// A SIPp callee answering `calls` calls with `file`.
+fn callee(file: &str, port: u16, media_port: u16, calls: u64) -> Sipp {
+    let mut o = opts(file, None);
+    o.local_port = Some(port);
+    o.media_port = Some(media_port);
+    o.calls = Some(calls);
+    o.timeout = Duration::from_secs(120);
+    o.extra_args = vec!["-rtp_echo".into()];
+    Sipp::spawn(o).unwrap()
+}
+
+fn caller(file: &str, server: &Server, csv: PathBuf, calls: u64, rate: f64, media_port: u16) -> SippOutcome {
+    let mut o = opts(file, Some(server.sip));
+    o.inf = vec![csv];
+    o.calls = Some(calls);
+    o.rate = Some(rate);
+    o.media_port = Some(media_port);
+    o.timeout = Duration::from_secs(120);
+    Sipp::run(o).unwrap()
+}
+
+/// tshark counting UDP packets sent by the relay to one port.
+struct Capture {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Capture {
+    fn start(dir: &Path, filter: &str) -> Capture {
+        let file = dir.join("capture.pcap");
+        let mut child = Command::new("tshark")
+            .args(["-i", "lo", "-q", "-f", filter, "-w"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tshark not installed (Debian package tshark)");
+        // Wait until it captures.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !file.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("tshark exited: {status}");
+        }
+        Capture { child, file }
+    }
+
+    fn packets(mut self) -> u64 {
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&self.file)
+            .args(["-T", "fields", "-e", "frame.number"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count() as u64
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn two_hundred_calls_with_rtp_both_ways() {
+    let server = Server::start(Setup { rtp_ports: 1200, ..Setup::default() });
+    let dir = TempDir::new("calls");
+    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
+    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
+    let (uas_port, uas_media, uac_media) = (peers.first(), media.port(0), media.port(4));
+    register(&server, &dir.0, "1002", uas_port);
+    let uas = callee("uas.xml", uas_port, uas_media, 200);
+    let capture = Capture::start(
+        &dir.0,
+        &format!("udp and dst port {uac_media} and src portrange {}-{}", server.rtp.0, server.rtp.1),
+    );
+    let out = caller("uac.xml", &server, caller_csv(&dir.0, 200, "1002"), 200, 40.0, uac_media);
+    let uas_out = uas.wait(Duration::from_secs(60)).unwrap();
+    let received = capture.packets();
+    assert!(out.all_succeeded() && out.successful == 200, "caller:\n{out}");
+    assert!(uas_out.all_succeeded() && uas_out.successful == 200, "callee:\n{uas_out}");
+    // The callee's echo comes back through the relay: about 33 packets/s for 2 s per call.
+    assert!(received > 200 * 20, "the caller received only {received} RTP packets from the relay");
+
+    let cdrs = server.wait_cdrs(200, Duration::from_secs(10));
+    assert_eq!(cdrs.len(), 200);
+    for c in &cdrs {
+        assert_eq!(c["disposition"], "answered", "{c}");
+        assert_eq!(c["initiator"], "caller", "{c}");
+        assert_eq!(
+            (c["caller"].as_str(), c["callee"].as_str(), c["tenant"].as_str()),
+            (Some("1001"), Some("1002"), Some("acme"))
+        );
+        assert!(c["packets_a_to_b"].as_i64().unwrap() > 10, "{c}");
+        assert!(c["packets_b_to_a"].as_i64().unwrap() > 10, "{c}");
+        assert!(c["billable_s"].as_f64().unwrap() >= 1.5, "{c}");
+    }
+}
+
+#[test]
+fn caller_cancels_before_answer() {
+    let server = Server::start(Setup::default());
+    let dir = TempDir::new("cancel");
+    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
+    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
+    register(&server, &dir.0, "1002", peers.first());
+    let uas = callee("uas_ring.xml", peers.first(), media.port(0), 5);
+    let out = caller("uac_cancel.xml", &server, caller_csv(&dir.0, 5, "1002"), 5, 5.0, media.port(4));
+    let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
+    assert!(out.all_succeeded() && out.successful == 5, "caller:\n{out}");
+    assert!(uas_out.all_succeeded() && uas_out.successful == 5, "callee:\n{uas_out}");
+    let cdrs = server.wait_cdrs(5, Duration::from_secs(5));
+    assert!(cdrs.iter().all(|c| c["disposition"] == "cancelled" && c["initiator"] == "caller"), "{cdrs:?}");
+}
+
+#[test]
+fn busy_callee_gives_486() {
+    let server = Server::start(Setup::default());
+    let dir = TempDir::new("busy");
+    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
+    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
+    register(&server, &dir.0, "1002", peers.first());
+    let uas = callee("uas_busy.xml", peers.first(), media.port(0), 5);
+    let out = caller("uac_busy.xml", &server, caller_csv(&dir.0, 5, "1002"), 5, 5.0, media.port(4));
+    let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
+    assert!(out.all_succeeded() && out.successful == 5, "caller:\n{out}");
+    assert!(uas_out.all_succeeded(), "callee:\n{uas_out}");
+    let cdrs = server.wait_cdrs(5, Duration::from_secs(5));
+    assert!(cdrs.iter().all(|c| c["disposition"] == "busy" && c["hangup_status"] == 486), "{cdrs:?}");
+}
+
+#[test]
+fn callee_hangs_up() {
+    let server = Server::start(Setup::default());
+    let dir = TempDir::new("byecallee");
+    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
+    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
+    register(&server, &dir.0, "1002", peers.first());
+    let uas = callee("uas_bye.xml", peers.first(), media.port(0), 5);
+    let out = caller("uac_callee_hangs_up.xml", &server, caller_csv(&dir.0, 5, "1002"), 5, 5.0, media.port(4));
+    let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
+    assert!(out.all_succeeded() && out.successful == 5, "caller:\n{out}");
+    assert!(uas_out.all_succeeded() && uas_out.successful == 5, "callee:\n{uas_out}");
+    let cdrs = server.wait_cdrs(5, Duration::from_secs(5));
+    assert!(cdrs.iter().all(|c| c["disposition"] == "answered" && c["initiator"] == "callee"), "{cdrs:?}");
+}
+
+#[test]
+fn hold_and_resume_with_reinvite() {
+    let server = Server::start(Setup::default());
+    let dir = TempDir::new("hold");
+    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
+    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
+    register(&server, &dir.0, "1002", peers.first());
+    let uas = callee("uas.xml", peers.first(), media.port(0), 3);
+    let out = caller("uac_hold.xml", &server, caller_csv(&dir.0, 3, "1002"), 3, 3.0, media.port(4));
+    let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
+    assert!(out.all_succeeded() && out.successful == 3, "caller:\n{out}");
+    assert!(uas_out.all_succeeded() && uas_out.successful == 3, "callee:\n{uas_out}");
+    let cdrs = server.wait_cdrs(3, Duration::from_secs(5));
+    assert!(cdrs.iter().all(|c| c["disposition"] == "answered"), "{cdrs:?}");
+}
+
+#[test]
+fn unknown_and_unregistered_callees() {
+    let server = Server::start(Setup::default());
+    let dir = TempDir::new("unreachable");
+    let media = ports::reserve(ports::RTP_PORTS, 4).unwrap();
+    // 1003 exists but has no phone registered: 480. 4444 does not exist: 404. SIPp counts
+    // the unexpected final response as a failed call; the trace says which it was.
+    for (callee, status) in [("1003", "480"), ("4444", "404")] {
+        let out = caller("uac.xml", &server, caller_csv(&dir.0, 1, callee), 1, 1.0, media.port(0));
+        assert_eq!(out.failed, 1, "{out}");
+        assert!(
+            out.errors.contains(&format!("SIP/2.0 {status}")) || out.screen.contains(status),
+            "{callee}: expected {status}:\n{out}"
+        );
+    }
+}
