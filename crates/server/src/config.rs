@@ -123,7 +123,8 @@ impl Default for RegistrarSection {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
-    /// Digest algorithms offered, in order: "MD5", "SHA-256".
+    /// Digest algorithms offered, one challenge each, in order: "MD5", "SHA-256". MD5 alone by
+    /// default: some phones (baresip 1.0) fail outright when a SHA-256 challenge is listed.
     pub algorithms: Vec<String>,
     /// Nonce lifetime (seconds).
     pub nonce_lifetime_secs: u64,
@@ -131,7 +132,7 @@ pub struct AuthSection {
 
 impl Default for AuthSection {
     fn default() -> AuthSection {
-        AuthSection { algorithms: vec!["MD5".into(), "SHA-256".into()], nonce_lifetime_secs: 300 }
+        AuthSection { algorithms: vec!["MD5".into()], nonce_lifetime_secs: 300 }
     }
 }
 

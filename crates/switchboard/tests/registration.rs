@@ -40,7 +40,12 @@ fn sipp_register(server: &Server, dir: &Path, file: &str, rows: Vec<Vec<String>>
 
 fn rows(exts: std::ops::Range<u32>, password: impl Fn(u32) -> String) -> Vec<Vec<String>> {
     exts.map(|e| {
-        vec![e.to_string(), "bench.test".into(), format!("[authentication username={e} password={}]", password(e)), "600".into()]
+        vec![
+            e.to_string(),
+            "bench.test".into(),
+            format!("[authentication username={e} password={}]", password(e)),
+            "600".into(),
+        ]
     })
     .collect()
 }
@@ -88,9 +93,11 @@ fn wrong_password_is_never_accepted_and_looks_like_an_unknown_user() {
     let dir = TempDir::new("regwrong");
     // register_refused.xml succeeds only if the answer to the credentials is 401 again: a
     // single 200 fails the run.
-    let wrong = sipp_register(&server, &dir.0, "register_refused.xml", rows(2000..2100, |e| format!("pw-{e}-wrong")), None);
+    let wrong =
+        sipp_register(&server, &dir.0, "register_refused.xml", rows(2000..2100, |e| format!("pw-{e}-wrong")), None);
     assert!(wrong.all_succeeded() && wrong.successful == 100, "wrong passwords:\n{wrong}");
-    let unknown = sipp_register(&server, &dir.0, "register_refused.xml", rows(3000..3100, |e| format!("pw-{e}-secret")), None);
+    let unknown =
+        sipp_register(&server, &dir.0, "register_refused.xml", rows(3000..3100, |e| format!("pw-{e}-secret")), None);
     assert!(unknown.all_succeeded() && unknown.successful == 100, "unknown users:\n{unknown}");
 
     // Exactly the same answer: compare the responses to a wrong password and to an unknown user.

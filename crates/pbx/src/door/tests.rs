@@ -40,7 +40,10 @@ fn setup() -> T {
     let beta = Tenant::new(2, "beta", "beta.test", vec![user(2, "1001", "beta.test", "other")]);
     let dir = Arc::new(Directory::new(vec![acme, beta]));
     let location = Arc::new(Location::default());
-    let auth = Arc::new(Authenticator::new(AuthConfig::default(), [9; 32]));
+    let auth = Arc::new(Authenticator::new(
+        AuthConfig { algorithms: vec![Algorithm::Md5, Algorithm::Sha256], ..AuthConfig::default() },
+        [9; 32],
+    ));
     let door = Door::new(1, DoorConfig::default(), dir, auth, location.clone(), IdGen::new(5));
     let flow = Flow {
         transport: Transport::Udp,
