@@ -196,6 +196,9 @@ async fn run_call(
     ctx: Arc<Ctx>,
 ) {
     let call_ids: Vec<String> = call.sip_call_ids().iter().map(|s| (*s).to_owned()).collect();
+    // Media goes as soon as the call ends; the task lingers a while longer only to absorb
+    // retransmissions, and must not hold relay ports meanwhile.
+    let mut session = Some(session);
     let check_every = ctx.media_timeout.map(|t| (t / 4).clamp(Duration::from_millis(200), Duration::from_secs(5)));
     let mut next_check = check_every.map(|d| Instant::now() + d);
     loop {
@@ -212,11 +215,19 @@ async fn run_call(
                 }
                 CallOutput::Media(MediaCommand::SetPeer { side: s, peer }) => {
                     let peer = media::PeerMedia { rtp: peer.rtp, rtcp: Some(peer.rtcp), rtcp_mux: peer.rtcp_mux };
-                    if let Err(e) = session.set_peer(side(s), peer) {
+                    if let Some(session) = &session
+                        && let Err(e) = session.set_peer(side(s), peer)
+                    {
                         warn!(error = %e, "relay refused a peer address");
                     }
                 }
-                CallOutput::Event(ev) => ctx.events.publish(with_media(ev, &session)),
+                CallOutput::Event(ev) => {
+                    let ended = matches!(ev.kind, CallEventKind::Ended { .. });
+                    ctx.events.publish(with_media(ev, session.as_ref()));
+                    if ended {
+                        session = None;
+                    }
+                }
             }
         }
         if call.is_finished() {
@@ -252,7 +263,7 @@ async fn run_call(
                     && c <= n.instant
                 {
                     next_check = Some(n.instant + every);
-                    if call.is_answered() && !call.is_on_hold() && session.idle_for(n.instant) >= limit {
+                    if call.is_answered() && !call.is_on_hold() && session.as_ref().is_some_and(|s| s.idle_for(n.instant) >= limit) {
                         call.handle_media_timeout(n);
                     }
                 }
@@ -264,8 +275,8 @@ async fn run_call(
 }
 
 /// Adds the relay's counters to the event that ends a call.
-fn with_media(mut ev: CallEvent, session: &media::MediaSession) -> CallEvent {
-    if let CallEventKind::Ended { media, .. } = &mut ev.kind {
+fn with_media(mut ev: CallEvent, session: Option<&media::MediaSession>) -> CallEvent {
+    if let (CallEventKind::Ended { media, .. }, Some(session)) = (&mut ev.kind, session) {
         let s = session.stats();
         *media = Some(MediaCounters {
             packets_a_to_b: s.a.received_packets,
