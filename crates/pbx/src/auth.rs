@@ -8,7 +8,6 @@
 //!
 //! An unknown user and a wrong password get the same answer, computed the same way.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -90,8 +89,9 @@ struct NonceUse {
 /// Issues challenges and verifies credentials.
 pub struct Authenticator {
     cfg: AuthConfig,
-    key: [u8; 32],
-    used: Vec<Mutex<HashMap<String, NonceUse>>>,
+    used: Vec<Mutex<crate::FastMap<String, NonceUse>>>,
+    /// HMAC keyed once; cloned per nonce (keying costs two hash blocks).
+    keyed: HmacSha256,
 }
 
 const SHARDS: usize = 16;
@@ -107,11 +107,12 @@ type HmacSha256 = Hmac<Sha256>;
 impl Authenticator {
     /// An authenticator with a secret key (from the OS generator; never stored).
     pub fn new(cfg: AuthConfig, key: [u8; 32]) -> Authenticator {
-        Authenticator { cfg, key, used: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+        let keyed = <HmacSha256 as KeyInit>::new_from_slice(&key).expect("HMAC takes any key length");
+        Authenticator { cfg, keyed, used: (0..SHARDS).map(|_| Mutex::new(crate::FastMap::default())).collect() }
     }
 
     fn mac(&self, time: u64, random: u64, realm: &str) -> String {
-        let mut m = <HmacSha256 as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut m = self.keyed.clone();
         m.update(&time.to_be_bytes());
         m.update(&random.to_be_bytes());
         m.update(realm.as_bytes());

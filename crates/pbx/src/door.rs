@@ -7,8 +7,8 @@
 //! per shard; requests are spread over shards by Call-ID, so retransmissions, ACKs and
 //! CANCELs of a request reach the door that saw it.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -90,6 +90,36 @@ enum Tx {
 struct DoorTx {
     tx: Tx,
     reply_flow: Flow,
+    /// The deadline queued for this transaction, so it is queued again only when it moves.
+    armed: Option<Instant>,
+}
+
+/// A queued deadline; the earliest first out of the heap.
+struct TimerEntry {
+    at: Instant,
+    seq: u64,
+    key: ServerKey,
+}
+
+impl PartialEq for TimerEntry {
+    fn eq(&self, other: &TimerEntry) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for TimerEntry {}
+
+impl PartialOrd for TimerEntry {
+    fn partial_cmp(&self, other: &TimerEntry) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TimerEntry {
+    fn cmp(&self, other: &TimerEntry) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap, the earliest deadline must come out first.
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
 }
 
 /// The front door of one shard.
@@ -101,11 +131,10 @@ pub struct Door {
     ids: IdGen,
     shard: u16,
     next_call: u64,
-    txs: HashMap<ServerKey, DoorTx>,
-    timers: BinaryHeap<Reverse<(Instant, u64)>>,
-    timer_keys: HashMap<u64, ServerKey>,
+    txs: crate::FastMap<ServerKey, DoorTx>,
+    timers: BinaryHeap<TimerEntry>,
     next_timer: u64,
-    pending: HashMap<u64, PendingRegister>,
+    pending: crate::FastMap<u64, PendingRegister>,
     next_token: u64,
     out: VecDeque<DoorOutput>,
 }
@@ -142,11 +171,10 @@ impl Door {
             ids,
             shard,
             next_call: 0,
-            txs: HashMap::new(),
+            txs: crate::FastMap::default(),
             timers: BinaryHeap::new(),
-            timer_keys: HashMap::new(),
             next_timer: 0,
-            pending: HashMap::new(),
+            pending: crate::FastMap::default(),
             next_token: 0,
             out: VecDeque::new(),
         }
@@ -164,7 +192,7 @@ impl Door {
 
     /// When [`Door::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        self.timers.peek().map(|e| e.at)
     }
 
     /// Server transactions alive (for metrics and tests).
@@ -431,7 +459,7 @@ impl Door {
         } else {
             Tx::NonInvite(ServerNonInvite::new(reliable, self.cfg.timers))
         };
-        self.txs.insert(key.clone(), DoorTx { tx, reply_flow: flow.response_flow(&info.via) });
+        self.txs.insert(key.clone(), DoorTx { tx, reply_flow: flow.response_flow(&info.via), armed: None });
         key
     }
 
@@ -469,35 +497,30 @@ impl Door {
             self.txs.remove(key);
             return;
         }
-        if let Some(at) = next {
-            self.next_timer += 1;
-            self.timer_keys.insert(self.next_timer, key.clone());
-            self.timers.push(Reverse((at, self.next_timer)));
+        if next != t.armed {
+            t.armed = next;
+            if let Some(at) = next {
+                self.next_timer += 1;
+                self.timers.push(TimerEntry { at, seq: self.next_timer, key: key.clone() });
+            }
         }
     }
 
     /// Timers.
     pub fn handle_timeout(&mut self, now: Now) {
-        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
-            if at > now.instant {
-                break;
-            }
-            self.timers.pop();
-            let Some(key) = self.timer_keys.remove(&id) else { continue };
-            let Some(t) = self.txs.get_mut(&key) else { continue };
-            let due = match &t.tx {
-                Tx::Invite(tx) => tx.poll_timeout(),
-                Tx::NonInvite(tx) => tx.poll_timeout(),
-            };
-            // Stale entries (the transaction re-armed since) are skipped; the newer one is queued.
-            if due != Some(at) {
+        while self.timers.peek().is_some_and(|e| e.at <= now.instant) {
+            let Some(entry) = self.timers.pop() else { break };
+            let Some(t) = self.txs.get_mut(&entry.key) else { continue };
+            // An entry the transaction has moved on from (re-armed, or already handled).
+            if t.armed != Some(entry.at) {
                 continue;
             }
+            t.armed = None;
             match &mut t.tx {
                 Tx::Invite(tx) => tx.handle_timeout(now.instant),
                 Tx::NonInvite(tx) => tx.handle_timeout(now.instant),
             }
-            self.drive(&key, now);
+            self.drive(&entry.key, now);
         }
     }
 }

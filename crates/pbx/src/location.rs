@@ -3,7 +3,6 @@
 //! Kept in memory, sharded by address-of-record, and written through to the store by the
 //! driver (a REGISTER is answered only once its changes are durable).
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use sip::Uri;
@@ -51,27 +50,25 @@ impl Binding {
         ((self.expires_at_ms - now_ms).max(0) / 1000) as u32
     }
 
-    /// The key the registrar compares contacts with: the instance and reg-id when the phone
-    /// gave them (RFC 5626), otherwise the URI with the host lower-cased.
-    pub fn identity(&self) -> String {
-        identity(&self.uri, self.instance.as_deref(), self.reg_id)
-    }
-}
-
-/// See [`Binding::identity`].
-pub fn identity(uri: &Uri, instance: Option<&str>, reg_id: Option<u32>) -> String {
-    if let Some(i) = instance {
-        return format!("instance:{i}:{}", reg_id.unwrap_or(0));
-    }
-    match uri {
-        Uri::Sip(u) => {
-            let mut u = u.clone();
-            if let sip::Host::Domain(d) = &u.host {
-                u.host = sip::Host::Domain(sip::ByteString::from(d.to_ascii_lowercase()));
-            }
-            u.to_string()
+    /// Whether a contact in a REGISTER designates this binding: the same instance and reg-id
+    /// when the phone gives them (RFC 5626), otherwise the same URI (host compared without
+    /// case). Allocates nothing: it runs for every contact of every REGISTER.
+    pub fn matches(&self, uri: &Uri, instance: Option<&str>, reg_id: Option<u32>) -> bool {
+        if instance.is_some() || self.instance.is_some() {
+            return self.instance.as_deref() == instance && self.reg_id == reg_id;
         }
-        other => other.to_string(),
+        match (&self.uri, uri) {
+            (Uri::Sip(a), Uri::Sip(b)) => {
+                a.secure == b.secure
+                    && a.user == b.user
+                    && a.password == b.password
+                    && a.host.eq_ignore_case(&b.host)
+                    && a.port == b.port
+                    && a.params == b.params
+                    && a.headers == b.headers
+            }
+            (a, b) => a == b,
+        }
     }
 }
 
@@ -91,12 +88,12 @@ const SHARDS: usize = 32;
 /// In-memory bindings of every AOR.
 #[derive(Debug)]
 pub struct Location {
-    shards: Vec<Mutex<HashMap<Aor, Vec<Binding>>>>,
+    shards: Vec<Mutex<crate::FastMap<Aor, Vec<Binding>>>>,
 }
 
 impl Default for Location {
     fn default() -> Location {
-        Location { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+        Location { shards: (0..SHARDS).map(|_| Mutex::new(crate::FastMap::default())).collect() }
     }
 }
 
@@ -138,8 +135,7 @@ impl Location {
     pub fn load(&self, bindings: impl IntoIterator<Item = (Aor, Binding)>) {
         for (aor, b) in bindings {
             self.with_aor(&aor, |list| {
-                let id = b.identity();
-                list.retain(|x| x.identity() != id);
+                list.retain(|x| !x.matches(&b.uri, b.instance.as_deref(), b.reg_id));
                 list.push(b);
             });
         }

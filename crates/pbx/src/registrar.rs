@@ -7,7 +7,7 @@ use sip::{HeaderName, Request, RequestInfo, Uri};
 
 use crate::auth::Authenticated;
 use crate::flow::Flow;
-use crate::location::{Aor, Binding, BindingChange, identity};
+use crate::location::{Aor, Binding, BindingChange};
 
 /// Registrar limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,8 +137,7 @@ pub fn register(
     }
     let user_agent = req.headers.get(&HeaderName::UserAgent).map(|v| v.to_string());
     for c in requested {
-        let id = identity(&c.uri, c.instance.as_deref(), c.reg_id);
-        let existing = bindings.iter().position(|b| b.identity() == id);
+        let existing = bindings.iter().position(|b| b.matches(&c.uri, c.instance.as_deref(), c.reg_id));
         if let Some(i) = existing {
             let b = &bindings[i];
             if b.call_id == *info.call_id && info.cseq.seq <= b.cseq {

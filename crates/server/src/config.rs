@@ -67,6 +67,8 @@ pub struct SipConfig {
     pub t4_ms: u64,
     /// Close TCP connections idle this long (seconds).
     pub tcp_idle_timeout_secs: u64,
+    /// Signalling threads (0: half the cores, at least one; the relay has its own threads).
+    pub workers: usize,
     /// Largest SIP message accepted (bytes).
     pub max_message_size: usize,
     /// Most header fields accepted in one message.
@@ -86,6 +88,7 @@ impl Default for SipConfig {
             t2_ms: 4000,
             t4_ms: 5000,
             tcp_idle_timeout_secs: 300,
+            workers: 0,
             max_message_size: 65_535,
             max_headers: 128,
             max_line_length: 8_192,
@@ -444,6 +447,14 @@ impl Config {
             return Err(err("sip", "default_tenant", 0, format!("no tenant named \"{d}\"")));
         }
         Ok(())
+    }
+
+    /// Signalling threads to run.
+    pub fn signalling_workers(&self) -> usize {
+        match self.sip.workers {
+            0 => (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) / 2).max(1),
+            n => n,
+        }
     }
 
     /// Listen entries, parsed.

@@ -2,21 +2,28 @@
 //! It parses, validates, answers malformed requests, and routes the rest: to the call
 //! that owns the Call-ID, or to the door shard of the Call-ID.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use pbx::call::CallConfig;
 use pbx::call::TxId;
+use pbx::door::{Door, DoorOutput};
 use pbx::flow::Flow;
+use pbx::ids::IdGen;
+use pbx::location::Location;
 use sip::{
     Datagram, HeaderName, Headers, Limits, Message, Method, ParseError, Request, RequestInfo, Response, ResponseInfo,
     copy_dialog_headers, parse_datagram, validate_request, validate_response,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::debug;
 
+use crate::events::EventBus;
+use crate::tasks;
 use crate::transport::Transports;
+use crate::writer::{Reply, WriteOp};
 
 /// A validated request and the flow it came on (boxed: channels move it once).
 #[derive(Debug)]
@@ -42,27 +49,21 @@ pub enum CallMsg {
     Shutdown,
 }
 
-/// A message for a door shard.
-#[derive(Debug)]
-pub enum DoorMsg {
-    /// A request that belongs to no call.
-    Request(Box<InboundRequest>),
-    /// The store finished persisting a registration.
-    Persisted(u64, bool),
-}
-
 const CALL_SHARDS: usize = 64;
 
 /// Call-ID → call task, for both legs of every live call.
 #[derive(Debug)]
 pub struct CallRegistry {
-    shards: Vec<Mutex<HashMap<String, mpsc::UnboundedSender<CallMsg>>>>,
+    shards: Vec<Mutex<pbx::FastMap<String, mpsc::UnboundedSender<CallMsg>>>>,
     live: AtomicU64,
 }
 
 impl Default for CallRegistry {
     fn default() -> CallRegistry {
-        CallRegistry { shards: (0..CALL_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), live: AtomicU64::new(0) }
+        CallRegistry {
+            shards: (0..CALL_SHARDS).map(|_| Mutex::new(pbx::FastMap::default())).collect(),
+            live: AtomicU64::new(0),
+        }
     }
 }
 
@@ -73,7 +74,7 @@ fn hash(s: &str) -> u64 {
 }
 
 impl CallRegistry {
-    fn shard(&self, call_id: &str) -> &Mutex<HashMap<String, mpsc::UnboundedSender<CallMsg>>> {
+    fn shard(&self, call_id: &str) -> &Mutex<pbx::FastMap<String, mpsc::UnboundedSender<CallMsg>>> {
         &self.shards[(hash(call_id) % CALL_SHARDS as u64) as usize]
     }
 
@@ -130,15 +131,38 @@ pub struct CoreStats {
     pub stray_responses: AtomicU64,
 }
 
-/// Shared state of the dispatcher.
-#[derive(Debug)]
+/// One door shard: the sans-IO door behind a mutex, run inline by whichever task has a
+/// request for it (no hop to another task), and a timer task woken when its earliest
+/// deadline moves closer.
+pub struct DoorShard {
+    door: Mutex<Door>,
+    /// Deadline the timer task sleeps until, in nanoseconds after `Core::epoch`.
+    armed: AtomicU64,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for DoorShard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DoorShard").finish_non_exhaustive()
+    }
+}
+
+impl DoorShard {
+    /// A shard around a door.
+    pub fn new(door: Door) -> DoorShard {
+        DoorShard { door: Mutex::new(door), armed: AtomicU64::new(u64::MAX), wake: Notify::new() }
+    }
+}
+
+/// Everything the tasks share: transports, live calls, door shards, the relay, the store
+/// writer, the event bus and the settings calls need.
 pub struct Core {
     /// Transports.
     pub transports: Arc<Transports>,
     /// Live calls.
     pub calls: CallRegistry,
     /// Door shards.
-    pub doors: Vec<mpsc::UnboundedSender<DoorMsg>>,
+    pub doors: Vec<DoorShard>,
     /// Parser limits.
     pub limits: Limits,
     /// Counters.
@@ -147,11 +171,33 @@ pub struct Core {
     pub shutting_down: AtomicBool,
     /// Server header text.
     pub server_name: String,
+    /// Media relay.
+    pub relay: media::Relay,
+    /// Store writer.
+    pub writer: mpsc::UnboundedSender<WriteOp>,
+    /// Event bus.
+    pub events: EventBus,
+    /// Call settings.
+    pub call_cfg: CallConfig,
+    /// End answered calls whose media is silent this long.
+    pub media_timeout: Option<Duration>,
+    /// Location service.
+    pub location: Arc<Location>,
+    /// Identifier generator (forked per call).
+    pub ids: Mutex<IdGen>,
+    /// Origin of the door shards' armed deadlines.
+    pub epoch: Instant,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").field("live_calls", &self.calls.live()).finish_non_exhaustive()
+    }
 }
 
 impl Core {
     /// One UDP datagram.
-    pub fn on_datagram(&self, data: Bytes, flow: Flow) {
+    pub fn on_datagram(self: &Arc<Self>, data: Bytes, flow: Flow) {
         match parse_datagram(data, &self.limits) {
             Ok(Datagram::Message(m)) => self.on_message(m, flow),
             Ok(Datagram::KeepAlive) => {}
@@ -201,14 +247,14 @@ impl Core {
     }
 
     /// A parsed message.
-    pub fn on_message(&self, msg: Message, flow: Flow) {
+    pub fn on_message(self: &Arc<Self>, msg: Message, flow: Flow) {
         match msg {
             Message::Request(r) => self.on_request(r, flow),
             Message::Response(r) => self.on_response(r),
         }
     }
 
-    fn on_request(&self, req: Request, flow: Flow) {
+    fn on_request(self: &Arc<Self>, req: Request, flow: Flow) {
         // Unknown methods get 501 even when other checks would fail (RFC 4475 §3.1.2.18).
         if matches!(req.method, Method::Extension(_)) && req.headers.get(&HeaderName::Via).is_some() {
             let known_calls = req.call_id().and_then(|c| self.calls.get(c)).is_some();
@@ -240,7 +286,65 @@ impl Core {
             return;
         }
         let shard = (hash(&info.call_id) % self.doors.len() as u64) as usize;
-        let _ = self.doors[shard].send(DoorMsg::Request(Box::new(InboundRequest { req, info, flow })));
+        self.run_door(shard, |core, door| {
+            // Checked again under the shard lock, where calls are registered: a retransmission
+            // racing its INVITE's call start reaches the call, never a second door pass.
+            match core.calls.get(&info.call_id) {
+                Some(call) => {
+                    let _ = call.send(CallMsg::Request(Box::new(InboundRequest { req, info, flow })));
+                }
+                None => door.handle_request(req, info, flow, tasks::now()),
+            }
+        });
+    }
+
+    /// Runs `f` on a door shard and does what the door asks, all under the shard's lock (the
+    /// work is short and never waits: sends are non-blocking, persistence is queued).
+    pub fn run_door(self: &Arc<Self>, shard: usize, f: impl FnOnce(&Arc<Self>, &mut Door)) {
+        let s = &self.doors[shard];
+        let mut door = match s.door.lock() {
+            Ok(d) => d,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(self, &mut door);
+        while let Some(o) = door.poll_output() {
+            match o {
+                DoorOutput::Send { flow, bytes } => self.transports.send(flow, bytes, None),
+                DoorOutput::Persist { token, changes } => {
+                    let changes = changes.into_iter().map(tasks::to_store).collect();
+                    if self.writer.send(WriteOp::Bindings(changes, Reply::Door(shard, token))).is_err() {
+                        door.persisted(token, false, tasks::now());
+                    }
+                }
+                DoorOutput::StartCall(nc) => tasks::start_call(self, *nc, tasks::now()),
+            }
+        }
+        if let Some(at) = door.poll_timeout() {
+            let at = at.saturating_duration_since(self.epoch).as_nanos() as u64;
+            if at < s.armed.load(Ordering::Relaxed) {
+                s.armed.store(at, Ordering::Relaxed);
+                s.wake.notify_one();
+            }
+        }
+    }
+
+    /// The timer task of one door shard.
+    pub async fn door_timers(self: Arc<Self>, shard: usize) {
+        loop {
+            let s = &self.doors[shard];
+            let armed = s.armed.load(Ordering::Relaxed);
+            let deadline = if armed == u64::MAX {
+                tokio::time::Instant::now() + Duration::from_secs(3600)
+            } else {
+                tokio::time::Instant::from_std(self.epoch + Duration::from_nanos(armed))
+            };
+            tokio::select! {
+                _ = s.wake.notified() => continue,
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            s.armed.store(u64::MAX, Ordering::Relaxed);
+            self.run_door(shard, |_, door| door.handle_timeout(tasks::now()));
+        }
     }
 
     fn on_response(&self, resp: Response) {

@@ -33,7 +33,6 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::core::{CallMsg, Core};
 use crate::events::EventBus;
-use crate::tasks::Ctx;
 use crate::transport::Transports;
 use crate::writer::WriteOp;
 
@@ -121,25 +120,7 @@ pub async fn serve(cfg: Config, opts: ServeOptions, shutdown: impl Future<Output
     );
 
     let shards = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 16);
-    let mut door_txs = Vec::new();
-    let mut door_rxs = Vec::new();
-    for _ in 0..shards {
-        let (tx, rx) = mpsc::unbounded_channel();
-        door_txs.push(tx);
-        door_rxs.push(rx);
-    }
-    let core = Arc::new(Core {
-        transports: transports.clone(),
-        calls: core::CallRegistry::default(),
-        doors: door_txs.clone(),
-        limits,
-        stats: core::CoreStats::default(),
-        shutting_down: Default::default(),
-        server_name: cfg.sip.server_name.clone(),
-    });
-
     let (writer_tx, writer_rx) = mpsc::unbounded_channel();
-    let writer_task = tokio::spawn(writer::run(store.clone(), writer_rx));
     let events = EventBus::default();
     let cdr_task = tokio::spawn(tasks::run_cdr_consumer(events.subscribe(), writer_tx.clone(), random_u64()));
 
@@ -155,20 +136,6 @@ pub async fn serve(cfg: Config, opts: ServeOptions, shutdown: impl Future<Output
         key,
     ));
     let timers = cfg.timers();
-    let ctx = Arc::new(Ctx {
-        core: core.clone(),
-        relay: relay.clone(),
-        writer: writer_tx.clone(),
-        events: events.clone(),
-        call_cfg: CallConfig {
-            timers,
-            ring_timeout: Duration::from_secs(cfg.calls.ring_timeout_secs),
-            user_agent: cfg.sip.server_name.clone(),
-        },
-        media_timeout: (cfg.media.media_timeout_secs > 0).then(|| Duration::from_secs(cfg.media.media_timeout_secs)),
-        location: location.clone(),
-        ids: Mutex::new(IdGen::new(random_u64())),
-    });
     let door_cfg = DoorConfig {
         registrar: RegistrarConfig {
             min_expires: cfg.registrar.min_expires,
@@ -181,19 +148,43 @@ pub async fn serve(cfg: Config, opts: ServeOptions, shutdown: impl Future<Output
         local_hosts: cfg.sip.local_hosts.clone(),
         default_tenant: cfg.sip.default_tenant.clone(),
     };
-    for (i, rx) in door_rxs.into_iter().enumerate() {
-        let door = Door::new(
-            i as u16,
-            door_cfg.clone(),
-            directory.clone(),
-            auth.clone(),
-            location.clone(),
-            IdGen::new(random_u64()),
-        );
-        tokio::spawn(tasks::run_door(door, rx, door_txs[i].clone(), ctx.clone()));
-    }
+    let doors = (0..shards)
+        .map(|i| {
+            core::DoorShard::new(Door::new(
+                i as u16,
+                door_cfg.clone(),
+                directory.clone(),
+                auth.clone(),
+                location.clone(),
+                IdGen::new(random_u64()),
+            ))
+        })
+        .collect();
+    let core = Arc::new(Core {
+        transports: transports.clone(),
+        calls: core::CallRegistry::default(),
+        doors,
+        limits,
+        stats: core::CoreStats::default(),
+        shutting_down: Default::default(),
+        server_name: cfg.sip.server_name.clone(),
+        relay: relay.clone(),
+        writer: writer_tx.clone(),
+        events: events.clone(),
+        call_cfg: CallConfig {
+            timers,
+            ring_timeout: Duration::from_secs(cfg.calls.ring_timeout_secs),
+            user_agent: cfg.sip.server_name.clone(),
+        },
+        media_timeout: (cfg.media.media_timeout_secs > 0).then(|| Duration::from_secs(cfg.media.media_timeout_secs)),
+        location: location.clone(),
+        ids: Mutex::new(IdGen::new(random_u64())),
+        epoch: std::time::Instant::now(),
+    });
+    let writer_task = tokio::spawn(writer::run(store.clone(), writer_rx, Arc::downgrade(&core)));
+    let door_timers: Vec<_> = (0..shards).map(|i| tokio::spawn(core.clone().door_timers(i))).collect();
     transports.start(&core);
-    let housekeeping = tokio::spawn(tasks::run_housekeeping(ctx.clone(), auth.clone(), Duration::from_secs(30)));
+    let housekeeping = tokio::spawn(tasks::run_housekeeping(core.clone(), auth.clone(), Duration::from_secs(30)));
 
     let listening: Vec<String> = transports.bound().iter().map(|(t, a)| format!("{t}:{a}")).collect();
     info!(listen = ?listening, tenants = directory.tenants().count(), registrations = restored_count, "switchboard ready");
@@ -214,8 +205,10 @@ pub async fn serve(cfg: Config, opts: ServeOptions, shutdown: impl Future<Output
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     housekeeping.abort();
+    for t in door_timers {
+        t.abort();
+    }
     events.close();
-    drop(ctx);
     if tokio::time::timeout(Duration::from_secs(1), cdr_task).await.is_err() {
         warn!("CDR consumer did not finish in time");
     }

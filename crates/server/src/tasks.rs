@@ -1,23 +1,21 @@
 //! The async drivers of the sans-IO state machines: one task per door shard, one task per
 //! call, the CDR consumer and housekeeping.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use pbx::Now;
-use pbx::call::{Call, CallConfig, CallOutput, MediaAnchors, MediaCommand, NewCall, Side};
+use pbx::call::{Call, CallOutput, MediaAnchors, MediaCommand, NewCall, Side};
 use pbx::cdr::CdrBuilder;
-use pbx::door::{Door, DoorOutput};
 use pbx::events::{CallEvent, CallEventKind, MediaCounters};
 use pbx::ids::IdGen;
-use pbx::location::{Binding, BindingChange, Location};
+use pbx::location::{Binding, BindingChange};
 use sdp::Anchor;
 use tokio::sync::mpsc;
 use tracing::{Instrument, info_span, warn};
 
-use crate::core::{CallMsg, Core, DoorMsg, InboundRequest};
-use crate::events::EventBus;
+use crate::core::{CallMsg, Core, InboundRequest};
 use crate::transport::OnError;
 use crate::writer::{Reply, WriteOp};
 
@@ -25,32 +23,6 @@ use crate::writer::{Reply, WriteOp};
 pub fn now() -> Now {
     let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     Now { instant: Instant::now(), unix_ms }
-}
-
-/// What the tasks share.
-pub struct Ctx {
-    /// Dispatcher and transports.
-    pub core: Arc<Core>,
-    /// Media relay.
-    pub relay: media::Relay,
-    /// Store writer.
-    pub writer: mpsc::UnboundedSender<WriteOp>,
-    /// Event bus.
-    pub events: EventBus,
-    /// Call settings.
-    pub call_cfg: CallConfig,
-    /// End answered calls whose media is silent this long.
-    pub media_timeout: Option<Duration>,
-    /// Location service.
-    pub location: Arc<Location>,
-    /// Identifier generator (forked per call).
-    pub ids: Mutex<IdGen>,
-}
-
-impl std::fmt::Debug for Ctx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx").finish_non_exhaustive()
-    }
 }
 
 fn far_future() -> tokio::time::Instant {
@@ -111,46 +83,6 @@ pub fn from_store(r: store::BindingRecord) -> Option<(pbx::location::Aor, Bindin
     ))
 }
 
-/// Runs one door shard.
-pub async fn run_door(
-    mut door: Door,
-    mut rx: mpsc::UnboundedReceiver<DoorMsg>,
-    me: mpsc::UnboundedSender<DoorMsg>,
-    ctx: Arc<Ctx>,
-) {
-    loop {
-        while let Some(o) = door.poll_output() {
-            match o {
-                DoorOutput::Send { flow, bytes } => ctx.core.transports.send(flow, bytes, None),
-                DoorOutput::Persist { token, changes } => {
-                    let changes = changes.into_iter().map(to_store).collect();
-                    if ctx.writer.send(WriteOp::Bindings(changes, Reply::Door(me.clone(), token))).is_err() {
-                        door.persisted(token, false, now());
-                    }
-                }
-                DoorOutput::StartCall(nc) => start_call(&ctx, *nc, now()),
-            }
-        }
-        let deadline = door.poll_timeout().map(tokio::time::Instant::from_std).unwrap_or_else(far_future);
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(DoorMsg::Request(inbound)) => {
-                    // A retransmission may arrive after its INVITE became a call.
-                    if let Some(call) = ctx.core.calls.get(&inbound.info.call_id) {
-                        let _ = call.send(CallMsg::Request(inbound));
-                    } else {
-                        let InboundRequest { req, info, flow } = *inbound;
-                        door.handle_request(req, info, flow, now());
-                    }
-                }
-                Some(DoorMsg::Persisted(token, ok)) => door.persisted(token, ok, now()),
-                None => break,
-            },
-            _ = tokio::time::sleep_until(deadline) => door.handle_timeout(now()),
-        }
-    }
-}
-
 fn side(s: Side) -> media::Side {
     match s {
         Side::A => media::Side::A,
@@ -159,8 +91,8 @@ fn side(s: Side) -> media::Side {
 }
 
 /// Allocates media for a new call and starts its task.
-pub fn start_call(ctx: &Arc<Ctx>, nc: NewCall, now: Now) {
-    let transports = &ctx.core.transports;
+pub fn start_call(ctx: &Arc<Core>, nc: NewCall, now: Now) {
+    let transports = &ctx.transports;
     let a_ip = transports.local_ip_for(nc.flow.remote.ip());
     let b_ip = nc.targets.first().map(|t| transports.local_ip_for(t.flow.remote.ip())).unwrap_or(a_ip);
     let session = match ctx.relay.allocate(a_ip, b_ip) {
@@ -183,7 +115,7 @@ pub fn start_call(ctx: &Arc<Ctx>, nc: NewCall, now: Now) {
     };
     let call = Call::new(nc, anchors, ctx.call_cfg.clone(), ids, now);
     let (tx, rx) = mpsc::unbounded_channel();
-    ctx.core.calls.insert(&call.sip_call_ids(), tx.clone());
+    ctx.calls.insert(&call.sip_call_ids(), tx.clone());
     let span = info_span!("call", id = %call.id(), tenant = call.tenant_id());
     tokio::spawn(run_call(call, session, rx, tx, ctx.clone()).instrument(span));
 }
@@ -193,7 +125,7 @@ async fn run_call(
     session: media::MediaSession,
     mut rx: mpsc::UnboundedReceiver<CallMsg>,
     me: mpsc::UnboundedSender<CallMsg>,
-    ctx: Arc<Ctx>,
+    ctx: Arc<Core>,
 ) {
     let call_ids: Vec<String> = call.sip_call_ids().iter().map(|s| (*s).to_owned()).collect();
     // Media goes as soon as the call ends; the task lingers a while longer only to absorb
@@ -211,7 +143,7 @@ async fn run_call(
                             let _ = me.send(CallMsg::SendError(tx));
                         }) as OnError
                     });
-                    ctx.core.transports.send(flow, bytes, on_error);
+                    ctx.transports.send(flow, bytes, on_error);
                 }
                 CallOutput::Media(MediaCommand::SetPeer { side: s, peer }) => {
                     let peer = media::PeerMedia { rtp: peer.rtp, rtcp: Some(peer.rtcp), rtcp_mux: peer.rtcp_mux };
@@ -271,7 +203,7 @@ async fn run_call(
             }
         }
     }
-    ctx.core.calls.remove(&call_ids);
+    ctx.calls.remove(&call_ids);
 }
 
 /// Adds the relay's counters to the event that ends a call.
@@ -325,7 +257,7 @@ pub async fn run_cdr_consumer(
 }
 
 /// Drops expired registrations (memory and store) every `every`.
-pub async fn run_housekeeping(ctx: Arc<Ctx>, auth: Arc<pbx::auth::Authenticator>, every: Duration) {
+pub async fn run_housekeeping(ctx: Arc<Core>, auth: Arc<pbx::auth::Authenticator>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;

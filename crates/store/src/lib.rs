@@ -21,6 +21,7 @@ use std::path::Path;
 mod error;
 mod migrate;
 mod model;
+mod plan;
 mod postgres;
 mod rows;
 mod sqlite;

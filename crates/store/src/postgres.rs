@@ -8,8 +8,7 @@
 use std::str::FromStr;
 
 use sqlx::Postgres;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::query::Query;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::migrate::{self, Migration};
 use crate::model::{BindingChange, BindingRecord, CdrFilter, CdrRecord, TenantRecord, UserRecord, UserUpsert};
@@ -181,28 +180,20 @@ impl Directory for PostgresStore {
 
 impl Registrations for PostgresStore {
     async fn save_bindings(&self, changes: &[BindingChange]) -> Result<(), StoreError> {
-        if changes.is_empty() {
-            return Ok(());
+        let plan = crate::plan::plan(changes);
+        match plan.statements() {
+            0 => {}
+            // One statement is atomic on its own: no transaction round trips.
+            1 => {
+                let mut conn = self.pool.acquire().await?;
+                crate::plan::apply_plan!(Postgres, conn, &plan);
+            }
+            _ => {
+                let mut tx = self.pool.begin().await?;
+                crate::plan::apply_plan!(Postgres, tx, &plan);
+                tx.commit().await?;
+            }
         }
-        let mut tx = self.pool.begin().await?;
-        for change in changes {
-            let query = match change {
-                BindingChange::Upsert(b) => upsert_binding(b),
-                BindingChange::Remove { tenant_id, extension, contact } => {
-                    sqlx::query("DELETE FROM bindings WHERE tenant_id = $1 AND extension = $2 AND contact = $3")
-                        .bind(*tenant_id)
-                        .bind(extension.as_str())
-                        .bind(contact.as_str())
-                }
-                BindingChange::RemoveAll { tenant_id, extension } => {
-                    sqlx::query("DELETE FROM bindings WHERE tenant_id = $1 AND extension = $2")
-                        .bind(*tenant_id)
-                        .bind(extension.as_str())
-                }
-            };
-            query.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -222,80 +213,18 @@ impl Registrations for PostgresStore {
     }
 }
 
-/// The statement that writes one binding, replacing the one with the same key.
-fn upsert_binding(b: &BindingRecord) -> Query<'static, Postgres, PgArguments> {
-    sqlx::query(
-        "INSERT INTO bindings (tenant_id, extension, contact, expires_at_ms, call_id, cseq, q, instance_id, reg_id,
-             transport, source_addr, local_addr, connection_id, user_agent, registered_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-         ON CONFLICT (tenant_id, extension, contact) DO UPDATE SET
-             expires_at_ms = excluded.expires_at_ms,
-             call_id = excluded.call_id,
-             cseq = excluded.cseq,
-             q = excluded.q,
-             instance_id = excluded.instance_id,
-             reg_id = excluded.reg_id,
-             transport = excluded.transport,
-             source_addr = excluded.source_addr,
-             local_addr = excluded.local_addr,
-             connection_id = excluded.connection_id,
-             user_agent = excluded.user_agent,
-             registered_at_ms = excluded.registered_at_ms",
-    )
-    .bind(b.tenant_id)
-    .bind(b.extension.as_str())
-    .bind(b.contact.as_str())
-    .bind(b.expires_at_ms)
-    .bind(b.call_id.as_str())
-    .bind(b.cseq)
-    .bind(b.q)
-    .bind(b.instance_id.as_deref())
-    .bind(b.reg_id)
-    .bind(b.transport.as_str())
-    .bind(b.source.as_str())
-    .bind(b.local.as_str())
-    .bind(b.connection_id)
-    .bind(b.user_agent.as_deref())
-    .bind(b.registered_at_ms)
-}
-
 impl Cdrs for PostgresStore {
     async fn insert_cdrs(&self, cdrs: &[CdrRecord]) -> Result<u64, StoreError> {
         if cdrs.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin().await?;
-        let mut inserted = 0;
-        for c in cdrs {
-            inserted += sqlx::query(
-                "INSERT INTO cdrs (id, tenant_id, call_id, caller, callee, started_at_ms, answered_at_ms, ended_at_ms,
-                     duration_ms, billable_ms, disposition, hangup_cause, hangup_status, initiator,
-                     packets_a_to_b, packets_b_to_a, bytes_a_to_b, bytes_b_to_a)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(c.id.as_str())
-            .bind(c.tenant_id)
-            .bind(c.call_id.as_str())
-            .bind(c.caller.as_str())
-            .bind(c.callee.as_str())
-            .bind(c.started_at_ms)
-            .bind(c.answered_at_ms)
-            .bind(c.ended_at_ms)
-            .bind(c.duration_ms)
-            .bind(c.billable_ms)
-            .bind(c.disposition.as_str())
-            .bind(c.hangup_cause.as_str())
-            .bind(c.hangup_status)
-            .bind(c.initiator.as_str())
-            .bind(c.packets_a_to_b)
-            .bind(c.packets_b_to_a)
-            .bind(c.bytes_a_to_b)
-            .bind(c.bytes_b_to_a)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        // One statement needs no transaction; several share one so the batch stays atomic.
+        if cdrs.len() <= crate::plan::CDR_CHUNK {
+            let mut conn = self.pool.acquire().await?;
+            return Ok(crate::plan::insert_cdr_rows!(Postgres, conn, cdrs));
         }
+        let mut tx = self.pool.begin().await?;
+        let inserted = crate::plan::insert_cdr_rows!(Postgres, tx, cdrs);
         tx.commit().await?;
         Ok(inserted)
     }

@@ -4,6 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// mimalloc: SIP processing allocates many small, short-lived objects, which it serves
+/// markedly faster than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use server::config::Config;
 use store::{CdrFilter, Cdrs as _, Directory as _};
 
@@ -109,8 +114,8 @@ async fn shutdown_signal() {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("switchboard: cannot start the runtime: {e}");
@@ -129,7 +134,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_logging(&cfg, log_format);
-            let rt = runtime();
+            let rt = runtime(cfg.signalling_workers());
             match rt.block_on(server::serve(cfg, server::ServeOptions { demo }, shutdown_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -150,7 +155,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            runtime().block_on(list_cdrs(&cfg, json, limit))
+            runtime(1).block_on(list_cdrs(&cfg, json, limit))
         }
     }
 }
