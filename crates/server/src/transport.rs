@@ -15,7 +15,7 @@ use sip::{Limits, StreamItem, StreamParser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::config::Listen;
 use crate::core::Core;
@@ -51,6 +51,8 @@ pub struct TransportStats {
     pub send_errors: AtomicU64,
     /// TCP connections accepted or opened.
     pub connections: AtomicU64,
+    /// Messages whose handling panicked (bugs; each one is logged).
+    pub panics: AtomicU64,
 }
 
 /// Every socket and connection.
@@ -277,7 +279,12 @@ impl Transports {
                     match parser.next_item() {
                         Ok(StreamItem::Message(m)) => {
                             me.stats.received.fetch_add(1, Ordering::Relaxed);
-                            core.on_message(m, flow);
+                            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.on_message(m, flow)))
+                                .is_err()
+                            {
+                                me.stats.panics.fetch_add(1, Ordering::Relaxed);
+                                error!(remote = %remote, "a message caused a panic; dropped");
+                            }
                         }
                         Ok(StreamItem::Ping) => me.send_on(id, Bytes::from_static(b"\r\n")),
                         Ok(StreamItem::NeedMore) => break,

@@ -289,8 +289,8 @@ fn parse_start_line(src: &ByteString, line: &str) -> Result<StartLine, ParseErro
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
         let looks_like_sip = version.len() > 4
-            && version[..4].eq_ignore_ascii_case("SIP/")
-            && version[4..].split_once('.').is_some_and(|(a, b)| {
+            && version.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/")
+            && version.get(4..).and_then(|v| v.split_once('.')).is_some_and(|(a, b)| {
                 !a.is_empty()
                     && !b.is_empty()
                     && a.bytes().all(|c| c.is_ascii_digit())
@@ -576,6 +576,16 @@ mod tests {
         assert!(matches!(dgram(b"SIP/2.0 100 \r\nl: 0\r\n\r\n").unwrap(), Message::Response(r) if r.reason.is_empty()));
         assert_eq!(dgram(b"SIP/2.0 4294967301 big\r\nl: 0\r\n\r\n").unwrap_err().kind, ParseErrorKind::BadStatusLine);
         assert_eq!(dgram(b"SIP/2.0 099 low\r\nl: 0\r\n\r\n").unwrap_err().kind, ParseErrorKind::BadStatusLine);
+    }
+
+    #[test]
+    fn non_ascii_in_the_version_is_not_a_crash() {
+        // Found by fuzzing: slicing the version at byte 4 fell inside a UTF-8 character.
+        assert_eq!(
+            dgram("OPT sip:a@b SIP\u{fffd}/2.0\r\nl: 0\r\n\r\n".as_bytes()).unwrap_err().kind,
+            ParseErrorKind::BadRequestLine
+        );
+        assert_eq!(dgram("OPT sip:a@b é/2.0\r\n\r\n".as_bytes()).unwrap_err().kind, ParseErrorKind::BadRequestLine);
     }
 
     #[test]
