@@ -3,7 +3,15 @@
 //!
 //! ```text
 //! relay_load [SESSIONS=500] [SECONDS=20] [--workers N] [--gens G] [--shared] [--coalesce-us U] [--nice N]
+//! relay_load --churn CPS [--seconds S] [--workers N] [--hold-ms H] [--answer-ms A] [--reuse-after-ms R] [--max-idle M]
 //! ```
+//!
+//! `--churn CPS` measures call set-up and tear-down instead of packets (see [`churn`]):
+//! first 1000 allocate + 2 × set_peer + drop in a tight loop, then CPS calls per second
+//! for S seconds (20) without media, like the SIPp call benchmark: allocate and set A's
+//! peer, set B's peer `--answer-ms` (5) later, drop `--hold-ms` (1000) after the start.
+//! `--reuse-after-ms` and `--max-idle` set [`RelayConfig::reuse_after`] and
+//! [`RelayConfig::max_idle_sockets`] (defaults otherwise; `--max-idle 0` never reuses).
 //!
 //! By default every session has its own two peer sockets (A peer, B peer), each
 //! `connect`ed to its relay port, so the relay sees 4 distinct flows per call, like real
@@ -52,6 +60,11 @@ struct Args {
     shared: bool,
     coalesce: Duration,
     nice: i32,
+    churn: Option<u64>,
+    hold: Duration,
+    answer: Duration,
+    reuse_after: Duration,
+    max_idle: usize,
 }
 
 fn parse_args() -> Args {
@@ -63,6 +76,11 @@ fn parse_args() -> Args {
         shared: false,
         coalesce: RelayConfig::default().coalesce,
         nice: 0,
+        churn: None,
+        hold: Duration::from_secs(1),
+        answer: Duration::from_millis(5),
+        reuse_after: RelayConfig::default().reuse_after,
+        max_idle: RelayConfig::default().max_idle_sockets,
     };
     let mut positional = 0;
     let mut it = std::env::args().skip(1);
@@ -75,6 +93,12 @@ fn parse_args() -> Args {
             "--gens" => a.gens = (num("--gens") as usize).max(1),
             "--coalesce-us" => a.coalesce = Duration::from_micros(num("--coalesce-us")),
             "--shared" => a.shared = true,
+            "--churn" => a.churn = Some(num("--churn").clamp(1, 5000)),
+            "--hold-ms" => a.hold = Duration::from_millis(num("--hold-ms").clamp(1, 60_000)),
+            "--answer-ms" => a.answer = Duration::from_millis(num("--answer-ms").min(1000)),
+            "--seconds" => a.seconds = num("--seconds"),
+            "--reuse-after-ms" => a.reuse_after = Duration::from_millis(num("--reuse-after-ms")),
+            "--max-idle" => a.max_idle = num("--max-idle") as usize,
             "--nice" => a.nice = it.next().and_then(|v| v.parse().ok()).expect("--nice needs a number"),
             v => {
                 let n: u64 = v.parse().unwrap_or_else(|_| panic!("unexpected argument {v}"));
@@ -236,6 +260,29 @@ mod sys {
     pub(crate) fn set_nice(tid: u32, nice: i32) -> bool {
         // SAFETY: setpriority has no memory preconditions.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as _, nice) == 0 }
+    }
+
+    /// User + system CPU time of the whole process.
+    pub(crate) fn process_cpu() -> std::time::Duration {
+        // SAFETY: getrusage fills the zeroed struct it is given.
+        let r = unsafe {
+            let mut r: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_SELF, &mut r);
+            r
+        };
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        std::time::Duration::from_micros(us(r.ru_utime) + us(r.ru_stime))
+    }
+
+    /// CPU time of the calling thread.
+    pub(crate) fn thread_cpu() -> std::time::Duration {
+        // SAFETY: clock_gettime fills the zeroed timespec it is given.
+        let ts = unsafe {
+            let mut ts: libc::timespec = std::mem::zeroed();
+            libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
+            ts
+        };
+        std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
     }
 
     pub(crate) fn clock_ticks() -> u64 {
@@ -536,6 +583,12 @@ fn big_buffers(s: UdpSocket) -> UdpSocket {
 fn main() {
     let args = parse_args();
     sys::raise_nofile();
+    if let Some(cps) = args.churn {
+        std::thread::scope(|s| {
+            std::thread::Builder::new().name("churn".into()).spawn_scoped(s, || churn(cps, &args)).unwrap();
+        });
+        return;
+    }
     let n = args.sessions;
     println!("cpu: {} ({} cores online)", cpu_model(), std::thread::available_parallelism().map_or(1, |n| n.get()));
     println!(
@@ -558,6 +611,7 @@ fn main() {
         dscp: Some(46),
         relatch_after: Duration::from_secs(2),
         coalesce: args.coalesce,
+        ..RelayConfig::default()
     })
     .unwrap();
 
@@ -745,5 +799,174 @@ fn main() {
         rss2.saturating_sub(rss0) as f64 / n as f64
     );
     drop(sessions);
+    relay.shutdown();
+}
+
+/// Relay settings of the churn mode: the example's port range, up to 4 addresses per side.
+fn churn_config(args: &Args) -> RelayConfig {
+    RelayConfig {
+        port_min: 40000,
+        port_max: 41999,
+        workers: args.workers,
+        dscp: Some(46),
+        relatch_after: Duration::from_secs(2),
+        coalesce: args.coalesce,
+        reuse_after: args.reuse_after,
+        max_idle_sockets: args.max_idle,
+    }
+}
+
+/// CPU and wake-up counters at one moment of the churn run.
+#[derive(Clone, Copy)]
+struct ChurnMark {
+    at: Instant,
+    calls: u64,
+    process: Duration,
+    workers: Duration,
+    switches: u64,
+}
+
+fn churn_mark(calls: u64) -> ChurnMark {
+    ChurnMark {
+        at: Instant::now(),
+        calls,
+        process: sys::process_cpu(),
+        workers: thread_cpu("media-worker").1,
+        switches: voluntary_switches("media-worker"),
+    }
+}
+
+/// Wall and CPU time of the calling thread spent in relay API calls.
+#[derive(Clone, Copy, Default)]
+struct ApiTime {
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl ApiTime {
+    fn time<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let (w, c) = (Instant::now(), sys::thread_cpu());
+        let r = f();
+        self.cpu += sys::thread_cpu().saturating_sub(c);
+        self.wall += w.elapsed();
+        r
+    }
+}
+
+fn churn_report(what: &str, a: ChurnMark, b: ChurnMark, api: ApiTime) {
+    let calls = (b.calls - a.calls).max(1) as f64;
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / calls;
+    println!(
+        "{what}: {} calls in {:.2} s; per call: API calls {:.1} µs wall / {:.1} µs CPU of the calling \
+         thread, relay workers {:.1} µs CPU, whole process {:.1} µs CPU, worker wake-ups {:.2}",
+        b.calls - a.calls,
+        (b.at - a.at).as_secs_f64(),
+        us(api.wall),
+        us(api.cpu),
+        us(b.workers - a.workers),
+        us(b.process - a.process),
+        (b.switches - a.switches) as f64 / calls,
+    );
+}
+
+/// Call set-up and tear-down cost: what one call costs the relay without any media.
+///
+/// Each call is `allocate` (side A on 127.0.1.x, side B on 127.0.2.x, 4 addresses each)
+/// with `set_peer(A)`, `set_peer(B)` a little later (the answer), and the drop of the
+/// session. Reported per call: time spent in these API calls on the calling thread (wall
+/// and thread CPU), CPU of the relay workers and of the whole process (which includes the
+/// driving thread's own sleeps), and voluntary context switches of the workers (their
+/// wake-ups).
+fn churn(cps: u64, args: &Args) {
+    const LOOP: u64 = 1000;
+    const IPS: usize = 4;
+    let cfg = churn_config(args);
+    println!("churn: {cfg:?}");
+    let relay = Relay::start(cfg).unwrap();
+    let peer =
+        |third: u8, i: u64| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, third, 1)), 20000 + (i % 1000) as u16 * 2);
+    let allocate = |i: u64| -> Option<MediaSession> {
+        let idx = i as usize % IPS;
+        let m = relay.allocate(ip(1, idx), ip(2, idx)).ok()?;
+        m.set_peer(Side::A, PeerMedia::new(peer(3, i))).unwrap();
+        Some(m)
+    };
+    let answer = |m: &MediaSession, i: u64| m.set_peer(Side::B, PeerMedia::new(peer(4, i))).unwrap();
+    let settle = || {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while relay.active_sessions() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    settle();
+
+    // Tight loop: allocate, set both peers, drop.
+    let mut api = ApiTime::default();
+    let m0 = churn_mark(0);
+    for i in 0..LOOP {
+        api.time(|| {
+            let m = allocate(i).expect("allocate");
+            answer(&m, i);
+            drop(m);
+        });
+    }
+    settle();
+    churn_report("tight loop (allocate + 2 set_peer + drop)", m0, churn_mark(LOOP), api);
+
+    // Paced: `cps` calls per second; measured after a warm-up that covers the hold time
+    // plus the default quarantine plus one second.
+    let total = cps * args.seconds;
+    let period = Duration::from_secs_f64(1.0 / cps as f64);
+    let warm_calls = ((cps as f64 * (args.hold + Duration::from_secs(3)).as_secs_f64()) as u64).min(total / 2);
+    let (mut api, mut failed) = (ApiTime::default(), 0u64);
+    // Calls waiting for their answer, then for their end; both in start order.
+    let mut ringing: std::collections::VecDeque<(Instant, u64, MediaSession)> = Default::default();
+    let mut live: std::collections::VecDeque<(Instant, MediaSession)> = Default::default();
+    let start = Instant::now();
+    let mut mark = None;
+    let mut i = 0;
+    let end_at = start + period * total as u32;
+    loop {
+        let now = Instant::now();
+        while ringing.front().is_some_and(|(due, _, _)| *due <= now) {
+            let Some((_, idx, m)) = ringing.pop_front() else { break };
+            api.time(|| answer(&m, idx));
+            live.push_back((start + period * idx as u32 + args.hold, m));
+        }
+        while live.front().is_some_and(|(due, _)| *due <= now) {
+            let done = live.pop_front();
+            api.time(|| drop(done));
+        }
+        if i < total && start + period * i as u32 <= now {
+            if i == warm_calls {
+                api = ApiTime::default();
+                mark = Some(churn_mark(i));
+            }
+            match api.time(|| allocate(i)) {
+                Some(m) => ringing.push_back((start + period * i as u32 + args.answer, i, m)),
+                None => failed += 1,
+            }
+            i += 1;
+        }
+        if i >= total && now >= end_at {
+            break;
+        }
+        let next =
+            [(i < total).then(|| start + period * i as u32), ringing.front().map(|r| r.0), live.front().map(|l| l.0)];
+        if let Some(next) = next.into_iter().flatten().min() {
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    }
+    let end = churn_mark(total);
+    println!(
+        "paced: {cps} calls/s for {} s, answered after {:?}, held {:?}, {failed} allocations failed",
+        args.seconds, args.answer, args.hold
+    );
+    if let Some(m) = mark {
+        churn_report("paced, steady state", m, end, api);
+    }
+    drop((ringing, live));
+    settle();
     relay.shutdown();
 }

@@ -11,15 +11,26 @@
 //! # Shape
 //!
 //! ```text
-//!  call control ──allocate/set_peer/drop──▶ Relay ──Command + Waker──▶ worker 0..N
-//!        ▲                                                           (mio::Poll each)
-//!        └──── stats(), idle_for(): Relaxed atomics in an Arc ◀────────────┘
+//!  call control ──allocate/set_peer/drop──▶ Relay ──Command (+ Waker if parked)──▶ worker 0..N
+//!        ▲                                    inbox + idle sockets, one lock     (mio::Poll each)
+//!        └──── stats(), idle_for(): Relaxed atomics in an Arc ◀──────────────────────┘
 //! ```
 //!
 //! * **Typed commands, own threads.** The API is a handful of methods that become
-//!   commands on a channel to the session's worker, woken with a `mio::Waker`. Nothing
-//!   of call control runs on the packet path, and the boundary is narrow enough to become
-//!   a wire protocol if the relay moves to its own process or machine.
+//!   commands in the inbox of the session's worker. Nothing of call control runs on the
+//!   packet path, and the boundary is narrow enough to become a wire protocol if the
+//!   relay moves to its own process or machine.
+//! * **Few wake-ups per command.** A worker applies every queued command whenever it
+//!   wakes, before it reads any socket, and every datagram on its sockets wakes it. So
+//!   commands that only change how later datagrams are handled need no wake-up of their
+//!   own: a session built from idle sockets and a dropped session are queued only. A peer
+//!   address, forwarding on or off, new sockets and sockets to close wake the worker
+//!   through its `mio::Waker` only if it is parked (blocked in `epoll_wait` with nothing
+//!   to do); a worker that is not parked applies them before it next blocks. A worker
+//!   that keeps receiving commands (call set-ups come in streams) lingers 4 ms with a poll
+//!   timeout instead of parking, so a stream of commands costs one wake-up per 4 ms, not
+//!   one each, and no command waits longer than that (or than
+//!   [`RelayConfig::coalesce`] plus one batch of work, for a busy worker).
 //! * **One owner per session.** Sessions are spread round-robin over N worker threads
 //!   (default: one per core), each with its own `mio::Poll`. A session's four sockets, its
 //!   latches and its counters are only ever touched by its worker: the packet path has no
@@ -31,7 +42,7 @@
 //!   receive buffers with one `sendto` (one datagram, the usual case) or `sendmmsg`
 //!   (several). Buffers are allocated once per worker (2048 bytes per datagram; longer
 //!   ones are truncated, dropped and counted), so nothing allocates per packet.
-//! * **Bounded wake-ups.** After a light wake-up a worker pauses up to
+//! * **Bounded wake-ups.** After a light wake-up with datagrams a worker pauses up to
 //!   [`RelayConfig::coalesce`] (1 ms by default) so that the next `epoll_wait` returns many
 //!   ready sockets: wake-ups stay at most about 1000 per second per worker however the
 //!   packets of thousands of calls interleave, for at most that much added delay, which
@@ -72,11 +83,28 @@
 //!
 //! A free list of even ports per local IP address, starting at a random offset in the
 //! configured range; ports held by other processes are skipped. RTCP uses the odd port
-//! above. Dropping a [`MediaSession`] returns its ports once its worker has closed the
-//! sockets. IPv6 sockets are `IPV6_V6ONLY`; all sockets can be DSCP-marked.
+//! above. IPv6 sockets are `IPV6_V6ONLY`; all sockets can be DSCP-marked.
+//!
+//! Setting sockets up and tearing them down (`socket`, options, `bind`, `epoll_ctl` add
+//! and delete, `close`: some 40 system calls per call) would cost more than everything
+//! else a call asks of the relay, so sockets are reused. Dropping a [`MediaSession`]
+//! leaves its four sockets open and registered with their worker, which reads and
+//! discards (and counts, [`Relay::idle_discarded`]) whatever still arrives on them. They
+//! wait in their worker's idle set, per local address, oldest first. [`Relay::allocate`]
+//! takes idle sockets bound to the requested addresses that have been idle for
+//! [`RelayConfig::reuse_after`] (a quarantine, so that late media of the old call does
+//! not reach the new one, whose latches and counters start fresh anyway), and binds new
+//! ones only when there are none. Ports of idle sockets are not free for binding; when no
+//! port is free, the oldest idle sockets on the address are taken even before their
+//! quarantine ends, so [`RelayError::PortsExhausted`] still means that every pair is used
+//! by a live session (or another process), as without reuse. Beyond
+//! [`RelayConfig::max_idle_sockets`] the oldest idle sockets are closed and their ports go
+//! back to the free list. [`Relay::shutdown`] (or dropping the last [`Relay`]) closes
+//! everything.
 
 #![cfg(unix)]
 
+mod idle;
 mod latch;
 mod pool;
 mod relay;

@@ -6,6 +6,10 @@
 //! that another process holds fails to bind and is skipped, and stays in the list for
 //! later. Ports are released by dropping the [`PortLease`], which the worker does after
 //! it has closed the sockets, so a released port can be bound again at once.
+//!
+//! A dropped session's sockets are usually not closed but kept idle for reuse (see
+//! [`crate::idle`]): their leases stay held, so their ports are not free here; the
+//! relay offers them through the idle sets instead.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -26,7 +30,7 @@ pub(crate) struct PortPool {
     seed: u64,
     dscp: Option<u8>,
     free: Mutex<HashMap<IpAddr, VecDeque<u16>>>,
-    /// Sessions whose sockets are open (leases of side A count them).
+    /// Sessions allocated and not yet dropped.
     active: AtomicUsize,
 }
 
@@ -36,7 +40,6 @@ pub(crate) struct PortLease {
     pool: Arc<PortPool>,
     ip: IpAddr,
     port: u16,
-    counts_session: bool,
 }
 
 impl PortLease {
@@ -49,9 +52,6 @@ impl PortLease {
 impl Drop for PortLease {
     fn drop(&mut self) {
         self.pool.lock().entry(self.ip).or_default().push_back(self.port);
-        if self.counts_session {
-            self.pool.active.fetch_sub(1, Ordering::Relaxed);
-        }
     }
 }
 
@@ -81,9 +81,19 @@ impl PortPool {
         usize::from((self.last - self.first) / 2) + 1
     }
 
-    /// Sessions whose sockets are open.
+    /// Sessions allocated and not yet dropped.
     pub(crate) fn active(&self) -> usize {
         self.active.load(Ordering::Relaxed)
+    }
+
+    /// Counts a session allocated.
+    pub(crate) fn session_opened(&self) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a session dropped.
+    pub(crate) fn session_closed(&self) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, VecDeque<u16>>> {
@@ -98,23 +108,15 @@ impl PortPool {
         (0..n).map(|i| self.first + 2 * ((i + offset) % n) as u16).collect()
     }
 
-    /// Takes a pair on `ip` and binds its RTP and RTCP sockets. `counts_session` marks the
-    /// lease that counts the session as active.
-    pub(crate) fn acquire(
-        self: &Arc<Self>,
-        ip: IpAddr,
-        counts_session: bool,
-    ) -> Result<(PortLease, UdpSocket, UdpSocket), RelayError> {
+    /// Takes a free pair on `ip` and binds its RTP and RTCP sockets.
+    pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<(PortLease, UdpSocket, UdpSocket), RelayError> {
         let mut free = self.lock();
         let list = free.entry(ip).or_insert_with(|| self.fresh_list());
         for _ in 0..list.len() {
             let Some(port) = list.pop_front() else { break };
             match bind_pair(ip, port, self.dscp) {
                 Ok((rtp, rtcp)) => {
-                    if counts_session {
-                        self.active.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let lease = PortLease { pool: Arc::clone(self), ip, port, counts_session };
+                    let lease = PortLease { pool: Arc::clone(self), ip, port };
                     return Ok((lease, rtp, rtcp));
                 }
                 // Held by another process (or a socket not yet closed): try the next one.
@@ -161,16 +163,23 @@ mod tests {
     fn pool_empty_exhausted_then_released_port_reused() {
         let p = Arc::new(PortPool::new(40200, 40203, None).unwrap());
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let (l1, _a, _b) = p.acquire(ip, true).unwrap();
-        let (l2, _c, _d) = p.acquire(ip, false).unwrap();
+        let (l1, _a, _b) = p.acquire(ip).unwrap();
+        let (l2, _c, _d) = p.acquire(ip).unwrap();
         assert_ne!(l1.port(), l2.port());
-        assert_eq!(p.active(), 1);
-        assert!(matches!(p.acquire(ip, true), Err(RelayError::PortsExhausted)));
+        assert!(matches!(p.acquire(ip), Err(RelayError::PortsExhausted)));
         let port = l1.port();
         drop((l1, _a, _b));
-        assert_eq!(p.active(), 0);
-        let (l3, _e, _f) = p.acquire(ip, true).unwrap();
+        let (l3, _e, _f) = p.acquire(ip).unwrap();
         assert_eq!(l3.port(), port);
+    }
+
+    #[test]
+    fn sessions_counted_open_and_closed() {
+        let p = PortPool::new(40230, 40233, None).unwrap();
+        p.session_opened();
+        p.session_opened();
+        p.session_closed();
+        assert_eq!(p.active(), 1);
     }
 
     #[test]
@@ -178,16 +187,16 @@ mod tests {
         let p = Arc::new(PortPool::new(40210, 40213, None).unwrap());
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let _squatter = UdpSocket::bind("127.0.0.1:40211").unwrap();
-        let (l, _a, _b) = p.acquire(ip, false).unwrap();
+        let (l, _a, _b) = p.acquire(ip).unwrap();
         assert_eq!(l.port(), 40212);
-        assert!(matches!(p.acquire(ip, false), Err(RelayError::PortsExhausted)));
+        assert!(matches!(p.acquire(ip), Err(RelayError::PortsExhausted)));
     }
 
     #[test]
     fn pool_unknown_ip_io_error() {
         let p = Arc::new(PortPool::new(40220, 40223, None).unwrap());
         // TEST-NET-3 is not an address of this machine.
-        let r = p.acquire("203.0.113.1".parse().unwrap(), false);
+        let r = p.acquire("203.0.113.1".parse().unwrap());
         assert!(matches!(r, Err(RelayError::Io(_))));
     }
 }

@@ -5,13 +5,15 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::idle::IdlePair;
 use crate::pool::PortPool;
 use crate::stats::{SessionStats, SharedStats};
-use crate::worker::{Command, NewSession, WorkerConfig, WorkerHandle, spawn};
+use crate::sys::open_files_limit;
+use crate::worker::{Command, FreshPair, NewSession, PairSource, Shared, Wake, WorkerConfig, WorkerHandle, spawn};
 
 /// One of the two call legs a session joins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -88,6 +90,18 @@ pub struct RelayConfig {
     /// next one, trading that much added latency (jitter buffers absorb tens of ms) for
     /// fewer wake-ups per packet under load. Zero disables it. Defaults to 1 ms.
     pub coalesce: Duration,
+    /// Quarantine of a dropped session's sockets: they stay open, idle (whatever arrives
+    /// on them is discarded), and are reused by a later session only after this long, so
+    /// that late media of the old call does not reach the new one. Cut short only when no
+    /// port is left otherwise. Defaults to 2 s.
+    pub reuse_after: Duration,
+    /// Most idle sockets kept open for reuse (four per dropped session, shared evenly by
+    /// the workers); beyond it the oldest are closed. Reuse needs at least
+    /// `4 × call set-ups per second × reuse_after` (6400 at 800 calls/s and 2 s); 0
+    /// closes the sockets of every dropped session. Never more than half the process's
+    /// open-files limit (`RLIMIT_NOFILE`) at start, so that idle sockets cannot starve the
+    /// rest of the process of descriptors. Defaults to 16384.
+    pub max_idle_sockets: usize,
 }
 
 impl Default for RelayConfig {
@@ -99,6 +113,8 @@ impl Default for RelayConfig {
             dscp: Some(46),
             relatch_after: Duration::from_secs(2),
             coalesce: Duration::from_millis(1),
+            reuse_after: Duration::from_secs(2),
+            max_idle_sockets: 16384,
         }
     }
 }
@@ -148,12 +164,60 @@ impl From<io::Error> for RelayError {
     }
 }
 
+/// A failure to bind for want of ports or file descriptors, which idle sockets can make
+/// up for.
+fn is_scarce(e: &RelayError) -> bool {
+    match e {
+        RelayError::PortsExhausted => true,
+        RelayError::Io(e) => matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)),
+        _ => false,
+    }
+}
+
+/// One side of a session being allocated: its RTP port, pair id and where its sockets
+/// come from.
+struct Allotted {
+    port: u16,
+    id: u64,
+    source: PairSource,
+}
+
+/// Each side's sockets: its idle pair if it has one, else its new one; `None`, with
+/// nothing taken, if a side has neither.
+fn assemble(idle: [Option<IdlePair>; 2], fresh: &mut [Option<FreshPair>; 2]) -> Option<[Allotted; 2]> {
+    if (0..2).any(|i| idle[i].is_none() && fresh[i].is_none()) {
+        return None;
+    }
+    let [a, b] = [0, 1].map(|i| match idle[i] {
+        Some(p) => Some(Allotted { port: p.port, id: p.id, source: PairSource::Idle(p.id) }),
+        None => fresh[i].take().map(|f| Allotted { port: f.lease.port(), id: f.id, source: PairSource::Fresh(f) }),
+    });
+    Some([a?, b?])
+}
+
+/// Returns idle pairs taken from `worker` but not used (side A's and B's on `ips`).
+fn give_back(worker: &WorkerHandle, ips: [IpAddr; 2], pairs: [Option<IdlePair>; 2]) {
+    if pairs.iter().any(Option::is_some) {
+        let mut s = worker.lock();
+        for (pair, ip) in pairs.into_iter().zip(ips) {
+            if let Some(pair) = pair {
+                s.idle.put_back(ip, pair);
+            }
+        }
+    }
+}
+
 struct RelayInner {
     workers: Vec<Arc<WorkerHandle>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     next_worker: AtomicUsize,
     next_id: AtomicU64,
+    /// Ids of socket pairs, relay-wide.
+    next_pair: AtomicU64,
     pool: Arc<PortPool>,
+    reuse_after: Duration,
+    /// Datagrams read on idle sockets and discarded.
+    discarded: Arc<AtomicU64>,
     shut: AtomicBool,
 }
 
@@ -161,7 +225,7 @@ impl RelayInner {
     fn shutdown(&self) {
         self.shut.store(true, Ordering::Relaxed);
         for w in &self.workers {
-            let _ = w.send(Command::Shutdown);
+            let _ = w.send(Command::Shutdown, Wake::Now);
         }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
         for t in threads {
@@ -199,19 +263,27 @@ impl Relay {
     pub fn start(cfg: RelayConfig) -> io::Result<Relay> {
         let pool = Arc::new(PortPool::new(cfg.port_min, cfg.port_max, cfg.dscp)?);
         let n = if cfg.workers == 0 { available_cores() } else { cfg.workers };
-        let wcfg = WorkerConfig { relatch_after: cfg.relatch_after, coalesce: cfg.coalesce };
+        let fd_share = open_files_limit().map_or(usize::MAX, |l| usize::try_from(l / 2).unwrap_or(usize::MAX));
+        let wcfg = WorkerConfig {
+            relatch_after: cfg.relatch_after,
+            coalesce: cfg.coalesce,
+            max_idle_pairs: cfg.max_idle_sockets.min(fd_share) / 2 / n,
+        };
         // Dropping `inner` on an error below stops the workers already started.
         let mut inner = RelayInner {
             workers: Vec::with_capacity(n),
             threads: Mutex::new(Vec::with_capacity(n)),
             next_worker: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
+            next_pair: AtomicU64::new(1),
             pool,
+            reuse_after: cfg.reuse_after,
+            discarded: Arc::new(AtomicU64::new(0)),
             shut: AtomicBool::new(false),
         };
         for i in 0..n {
-            let (handle, thread) = spawn(i, wcfg)?;
-            inner.workers.push(Arc::new(handle));
+            let (handle, thread) = spawn(i, wcfg, Arc::clone(&inner.discarded))?;
+            inner.workers.push(handle);
             inner.threads.lock().unwrap_or_else(PoisonError::into_inner).push(thread);
         }
         Ok(Relay { inner: Arc::new(inner) })
@@ -220,36 +292,151 @@ impl Relay {
     /// Binds RTP and RTCP sockets for side A on `a_ip` and side B on `b_ip` (addresses of
     /// this machine facing each peer, IPv4 or IPv6, possibly different) and starts
     /// relaying between them.
+    ///
+    /// Sockets of dropped sessions that have been idle for [`RelayConfig::reuse_after`]
+    /// are taken first (no system call at all); new ones are bound only when there are
+    /// none. When no port is free on an address, the oldest idle sockets on it are taken
+    /// even before their quarantine ends, rather than refusing the call:
+    /// [`RelayError::PortsExhausted`] means every port pair is in use by a session (or
+    /// another process).
     pub fn allocate(&self, a_ip: IpAddr, b_ip: IpAddr) -> Result<MediaSession, RelayError> {
         let inner = &self.inner;
         if inner.shut.load(Ordering::Relaxed) {
             return Err(RelayError::ShutDown);
         }
-        let (lease_a, a_rtp, a_rtcp) = inner.pool.acquire(a_ip, true)?;
-        let (lease_b, b_rtp, b_rtcp) = inner.pool.acquire(b_ip, false)?;
-        let local = [
-            LocalPorts { ip: a_ip, rtp: lease_a.port(), rtcp: lease_a.port() + 1 },
-            LocalPorts { ip: b_ip, rtp: lease_b.port(), rtcp: lease_b.port() + 1 },
-        ];
+        let ips = [a_ip, b_ip];
+        let first = inner.next_worker.fetch_add(1, Ordering::Relaxed) % inner.workers.len();
+        let worker = &inner.workers[first];
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::new(SharedStats::new(Instant::now()));
-        let worker =
-            Arc::clone(&inner.workers[inner.next_worker.fetch_add(1, Ordering::Relaxed) % inner.workers.len()]);
-        let new = NewSession {
-            id,
-            sockets: [a_rtp, a_rtcp, b_rtp, b_rtcp],
-            stats: Arc::clone(&stats),
-            leases: [lease_a, lease_b],
-        };
-        // On failure the command, and with it the sockets and leases, is dropped here.
-        worker.send(Command::Add(Box::new(new))).map_err(|_| RelayError::ShutDown)?;
-        Ok(MediaSession { id, local, stats, worker })
+
+        // 1. Idle pairs of the round-robin worker, past their quarantine.
+        let mut reused: [Option<IdlePair>; 2] = [None, None];
+        let mut fresh: [Option<FreshPair>; 2] = [None, None];
+        {
+            let mut s = worker.lock();
+            if s.closed() {
+                return Err(RelayError::ShutDown);
+            }
+            let now = Instant::now();
+            for (slot, ip) in reused.iter_mut().zip(ips) {
+                *slot = s.idle.take(ip, now, inner.reuse_after);
+            }
+            if let Some(sides) = assemble(reused, &mut fresh) {
+                // Registered already: the worker applies this at its next wake-up, before
+                // it reads any of the session's sockets. No system call at all.
+                return self.commit(first, s, id, ips, sides, stats);
+            }
+        }
+
+        // 2. New sockets for the other sides.
+        let mut scarce = None;
+        for i in 0..2 {
+            if reused[i].is_some() {
+                continue;
+            }
+            match self.bind(ips[i]) {
+                Ok(pair) => fresh[i] = Some(pair),
+                Err(e) if is_scarce(&e) => scarce = Some(e),
+                Err(e) => {
+                    give_back(worker, ips, reused);
+                    return Err(e);
+                }
+            }
+        }
+        if scarce.is_none()
+            && let Some(sides) = assemble(reused, &mut fresh)
+        {
+            return self.commit(first, worker.lock(), id, ips, sides, stats);
+        }
+
+        // 3. No port left for some side: the oldest idle pair of any age, from the first
+        // worker (round-robin order) that has one for every such side.
+        give_back(worker, ips, reused);
+        let n = inner.workers.len();
+        for k in 0..n {
+            let index = (first + k) % n;
+            let mut s = inner.workers[index].lock();
+            if s.closed() {
+                return Err(RelayError::ShutDown);
+            }
+            let now = Instant::now();
+            let mut taken: [Option<IdlePair>; 2] = [None, None];
+            for i in 0..2 {
+                if fresh[i].is_none() {
+                    taken[i] = s.idle.take(ips[i], now, Duration::ZERO);
+                }
+            }
+            if let Some(sides) = assemble(taken, &mut fresh) {
+                return self.commit(index, s, id, ips, sides, stats);
+            }
+            for (pair, ip) in taken.into_iter().zip(ips) {
+                if let Some(pair) = pair {
+                    s.idle.put_back(ip, pair);
+                }
+            }
+        }
+        Err(scarce.unwrap_or(RelayError::PortsExhausted))
     }
 
-    /// Sessions whose sockets are open. A dropped [`MediaSession`] stops counting once
-    /// its worker has closed its sockets and returned its ports.
+    /// Queues a new session made of `sides` on worker `index`, whose inbox `s` is, and
+    /// returns its handle. The worker is woken (if parked) only for new sockets to
+    /// register: idle ones are registered already.
+    fn commit(
+        &self,
+        index: usize,
+        mut s: MutexGuard<'_, Shared>,
+        id: u64,
+        ips: [IpAddr; 2],
+        sides: [Allotted; 2],
+        stats: Arc<SharedStats>,
+    ) -> Result<MediaSession, RelayError> {
+        let inner = &self.inner;
+        let worker = &inner.workers[index];
+        let pairs = sides.each_ref().map(|s| (s.port, s.id));
+        let wake =
+            if sides.iter().any(|s| matches!(s.source, PairSource::Fresh(_))) { Wake::Prompt } else { Wake::Lazy };
+        let new = NewSession { id, stats: Arc::clone(&stats), sides: sides.map(|s| s.source) };
+        // On failure the command, and with it any new sockets and leases, is dropped.
+        let needed = worker.push(&mut s, Command::Add(Box::new(new)), wake).map_err(|_| RelayError::ShutDown)?;
+        drop(s);
+        worker.wake(needed);
+        inner.pool.session_opened();
+        let local = [0, 1].map(|i| LocalPorts { ip: ips[i], rtp: pairs[i].0, rtcp: pairs[i].0 + 1 });
+        Ok(MediaSession {
+            id,
+            local,
+            pairs: pairs.map(|p| p.1),
+            stats,
+            worker: Arc::clone(worker),
+            pool: Arc::clone(&inner.pool),
+        })
+    }
+
+    /// Binds a new RTP/RTCP pair on `ip`.
+    fn bind(&self, ip: IpAddr) -> Result<FreshPair, RelayError> {
+        let (lease, rtp, rtcp) = self.inner.pool.acquire(ip)?;
+        let id = self.inner.next_pair.fetch_add(1, Ordering::Relaxed);
+        Ok(FreshPair { id, sockets: [rtp, rtcp], lease })
+    }
+
+    /// Sessions allocated and not yet dropped (0 once the relay is shut down). The
+    /// sockets of dropped sessions stay open, idle, for reuse: see
+    /// [`Relay::idle_sockets`].
     pub fn active_sessions(&self) -> usize {
-        self.inner.pool.active()
+        if self.inner.shut.load(Ordering::Relaxed) { 0 } else { self.inner.pool.active() }
+    }
+
+    /// Sockets of dropped sessions kept open for reuse (four per session; see
+    /// [`RelayConfig::reuse_after`] and [`RelayConfig::max_idle_sockets`]).
+    pub fn idle_sockets(&self) -> usize {
+        self.inner.workers.iter().map(|w| w.lock().idle.len() * 2).sum()
+    }
+
+    /// Datagrams that arrived on idle sockets (of dropped sessions, not yet reused) and
+    /// were read and discarded, since the relay started.
+    pub fn idle_discarded(&self) -> u64 {
+        self.inner.discarded.load(Ordering::Relaxed)
     }
 
     /// Stops the workers, closing every session's sockets and returning their ports. Waits
@@ -260,14 +447,18 @@ impl Relay {
     }
 }
 
-/// The media of one call, owned by its call control. Dropping it closes its sockets and
-/// returns its ports to the pool (asynchronously, at the worker's next wake-up).
+/// The media of one call, owned by its call control. Dropping it stops its relaying;
+/// its sockets stay open, idle, to be reused by a later session after
+/// [`RelayConfig::reuse_after`] (or closed, beyond [`RelayConfig::max_idle_sockets`]).
 #[derive(Debug)]
 pub struct MediaSession {
     id: u64,
     local: [LocalPorts; 2],
+    /// Ids of side A's and side B's socket pairs.
+    pairs: [u64; 2],
     stats: Arc<SharedStats>,
     worker: Arc<WorkerHandle>,
+    pool: Arc<PortPool>,
 }
 
 impl MediaSession {
@@ -291,14 +482,14 @@ impl MediaSession {
         if !self.family_matches(side, peer.rtp) || peer.rtcp.is_some_and(|a| !self.family_matches(side, a)) {
             return Err(RelayError::AddressFamily);
         }
-        self.worker.send(Command::SetPeer(self.id, side, peer)).map_err(|_| RelayError::ShutDown)
+        self.worker.send(Command::SetPeer(self.id, side, peer), Wake::Prompt).map_err(|_| RelayError::ShutDown)
     }
 
     /// Stops (`false`) or restarts (`true`) forwarding toward `side`'s peer, e.g. while
     /// that stream is `a=inactive`. Datagrams that would have gone there are counted as
     /// `dropped_no_destination` of the other side. Latching goes on.
     pub fn set_forwarding(&self, side: Side, on: bool) -> Result<(), RelayError> {
-        self.worker.send(Command::SetForwarding(self.id, side, on)).map_err(|_| RelayError::ShutDown)
+        self.worker.send(Command::SetForwarding(self.id, side, on), Wake::Prompt).map_err(|_| RelayError::ShutDown)
     }
 
     /// A snapshot of the session's counters.
@@ -315,7 +506,9 @@ impl MediaSession {
 
 impl Drop for MediaSession {
     fn drop(&mut self) {
+        self.pool.session_closed();
+        let [a, b] = self.local;
         // If the worker is gone it has closed the sockets already.
-        let _ = self.worker.send(Command::Remove(self.id));
+        self.worker.release(self.id, [(a.ip, a.rtp, self.pairs[0]), (b.ip, b.rtp, self.pairs[1])]);
     }
 }

@@ -61,6 +61,15 @@ pub(crate) fn bind_pair(ip: IpAddr, port: u16, dscp: Option<u8>) -> io::Result<(
     Ok((rtp, rtcp))
 }
 
+/// The process's soft limit on open file descriptors (`RLIMIT_NOFILE`), if it has one.
+pub(crate) fn open_files_limit() -> Option<libc::rlim_t> {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    #[allow(unsafe_code)]
+    // SAFETY: getrlimit writes one rlimit into the valid, exclusive reference it is given.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0;
+    (ok && r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur)
+}
+
 /// Totals of one [`SendBatch::flush`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Sent {
@@ -443,6 +452,11 @@ mod portable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_files_limit_positive() {
+        assert!(open_files_limit().is_none_or(|n| n > 0));
+    }
 
     #[test]
     fn tos_byte_shifts_dscp() {

@@ -1,22 +1,62 @@
-//! One relay worker thread: a `mio::Poll` over the sockets of the sessions it owns, and a
-//! command channel woken through a `mio::Waker`.
+//! One relay worker thread: a `mio::Poll` over the sockets it owns, and an inbox of
+//! commands shared with call control.
 //!
 //! Each session lives on exactly one worker, which alone reads its sockets, runs its
 //! [`Router`] and writes its counters, so the packet path takes no lock and shares no
 //! mutable state between threads.
+//!
+//! # Pairs and sessions
+//!
+//! The worker owns RTP/RTCP socket *pairs* (one per side of a session), registered with
+//! its poll for as long as they are open. A pair is either used by a session or idle: a
+//! dropped session's pairs stay open and registered, whatever arrives on them is read and
+//! discarded, and they wait in the worker's [`IdleSet`] until a later session takes them
+//! (or the set's cap closes them). A session is two pairs plus its router and counters.
+//!
+//! # Inbox and wake-ups
+//!
+//! Call control queues [`Command`]s in the worker's inbox under a mutex, which also guards
+//! the idle set (so that "pair P is idle" and "session S is removed" change together, in
+//! the order the worker applies them) and a `parked` flag. The worker applies every queued
+//! command each time it wakes, whatever woke it, before it reads any socket. Because every
+//! datagram on one of its sockets wakes it, a command whose only effect is on how later
+//! datagrams are handled need not wake it at all:
+//!
+//! * [`Wake::Lazy`] (adding a session made of idle pairs, which are registered already;
+//!   removing a session): queued only. A parked worker is woken once that many such
+//!   commands wait ([`LAZY_BATCH`]), which bounds the inbox.
+//! * [`Wake::Prompt`] (a peer address, forwarding on or off, new sockets to register,
+//!   sockets to close): wakes the worker only if it is parked, that is, blocked (or about
+//!   to block) in `epoll_wait` without a timeout. A worker that is not parked applies the
+//!   command before it next blocks: it is busy or in its coalescing pause (within
+//!   [`RelayConfig::coalesce`](crate::RelayConfig::coalesce) plus one batch of ready
+//!   sockets), or lingering (within [`LINGER`]).
+//! * [`Wake::Now`] (shutdown): wakes it in any case.
+//!
+//! A worker that has just applied commands while more keep coming (the previous ones
+//! came less than [`LINGER`] earlier, or during its last linger window) does not park:
+//! it polls with a timeout until [`LINGER`] after the last of them. Commands queued
+//! meanwhile cost no wake-up; under a steady stream of call set-ups the worker wakes
+//! once per window instead of once per command. After an isolated command it parks at
+//! once, so a trickle of calls costs no extra timer wake-ups.
+//!
+//! The worker decides to park under the inbox lock, having found the inbox empty; a
+//! command queued after that finds `parked` set and wakes it, and clears the flag so
+//! that only the first one pays for the wake-up. No wake-up is lost.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::UdpSocket as StdUdpSocket;
-use std::os::fd::AsRawFd;
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::net::{IpAddr, UdpSocket as StdUdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::idle::{IdlePair, IdleSet};
 use crate::pool::PortLease;
 use crate::router::{Action, DropReason, Kind, Router, side_index};
 use crate::stats::{RxTally, SharedStats};
@@ -31,23 +71,66 @@ const MAX_BATCHES_PER_TURN: usize = 8;
 /// Events taken per poll.
 const EVENTS: usize = 1024;
 
-/// Sockets of a session, by [`socket_index`].
-const SOCKETS: usize = 4;
+/// Lazy commands that may wait in a parked worker's inbox before one of them wakes it.
+pub(crate) const LAZY_BATCH: usize = 64;
+
+/// Rounds of inbox draining before the worker polls again without blocking (commands
+/// keep arriving while it applies them).
+const MAX_DRAINS: usize = 4;
+
+/// How long a worker that is applying a stream of commands polls with a timeout instead
+/// of parking: commands queued meanwhile (call set-ups come in streams) need no wake-up,
+/// and wait at most this long.
+const LINGER: Duration = Duration::from_millis(4);
+
+/// What [`Worker::drain_inbox`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drained {
+    /// The inbox was empty and the worker is now parked.
+    Parked,
+    /// The inbox is empty (possibly after applying commands); not parked.
+    Empty,
+    /// Commands keep coming (or a shutdown was applied).
+    More,
+}
 
 /// Index of a side's socket in a session's socket array (A RTP, A RTCP, B RTP, B RTCP).
 pub(crate) fn socket_index(side: Side, kind: Kind) -> usize {
     side_index(side) * 2 + kind.index()
 }
 
-/// A session's sockets and counters, handed to its worker.
+/// The side of index `i` in a session's pair array.
+fn side_of(i: usize) -> Side {
+    if i == 0 { Side::A } else { Side::B }
+}
+
+/// A newly bound RTP/RTCP pair, handed to a worker.
+#[derive(Debug)]
+pub(crate) struct FreshPair {
+    /// Relay-wide id of the pair.
+    pub(crate) id: u64,
+    /// RTP and RTCP sockets. Declared before `lease` so they are closed first.
+    pub(crate) sockets: [StdUdpSocket; 2],
+    /// The port pair, given back when dropped.
+    pub(crate) lease: PortLease,
+}
+
+/// Where one side of a new session gets its sockets.
+#[derive(Debug)]
+pub(crate) enum PairSource {
+    /// An idle pair of this worker, taken from its idle set.
+    Idle(u64),
+    /// Sockets just bound, to register.
+    Fresh(FreshPair),
+}
+
+/// A session handed to its worker.
 #[derive(Debug)]
 pub(crate) struct NewSession {
     pub(crate) id: u64,
-    /// By [`socket_index`]. Declared before `leases` so they are closed first.
-    pub(crate) sockets: [StdUdpSocket; SOCKETS],
     pub(crate) stats: Arc<SharedStats>,
-    /// Port pairs of side A and B, given back when dropped.
-    pub(crate) leases: [PortLease; 2],
+    /// Side A's and side B's pairs.
+    pub(crate) sides: [PairSource; 2],
 }
 
 /// What call control asks of a worker.
@@ -55,31 +138,130 @@ pub(crate) struct NewSession {
 pub(crate) enum Command {
     /// Start relaying a new session.
     Add(Box<NewSession>),
-    /// Close a session's sockets and return its ports.
+    /// Stop relaying a session; its pairs, already in the idle set, become idle.
     Remove(u64),
     /// A side's peer media address from SDP.
     SetPeer(u64, Side, PeerMedia),
     /// Turn forwarding toward a side on or off.
     SetForwarding(u64, Side, bool),
+    /// Close idle pairs (removed from the idle set), returning their ports.
+    Close(Vec<u64>),
     /// Close everything and end the thread.
     Shutdown,
 }
 
-/// The sending end of a worker's command channel.
+/// How soon a queued command needs the worker (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// At its next wake-up, whatever causes it.
+    Lazy,
+    /// Wake it if it is parked.
+    Prompt,
+    /// Wake it in any case (shutdown: not even the linger window is waited for).
+    Now,
+}
+
+/// What call control and the worker share, under one lock.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    inbox: Vec<Command>,
+    /// The worker is blocked (or about to block) in `epoll_wait` without a timeout and
+    /// nobody has woken it yet.
+    parked: bool,
+    /// The worker has ended: nothing is queued any more.
+    closed: bool,
+    /// The worker's idle pairs.
+    pub(crate) idle: IdleSet,
+    /// Pairs the worker closed on its own (their registration failed) while a session
+    /// handle still names them: not to be put in the idle set when that handle drops.
+    dead: Vec<u64>,
+}
+
+impl Shared {
+    /// Whether the worker has ended.
+    pub(crate) fn closed(&self) -> bool {
+        self.closed
+    }
+}
+
+/// Call control's side of a worker: its inbox, idle set and waker.
 #[derive(Debug)]
 pub(crate) struct WorkerHandle {
-    tx: Sender<Command>,
+    shared: Mutex<Shared>,
     waker: Waker,
+    /// Idle pairs this worker keeps at most.
+    max_idle_pairs: usize,
 }
 
 impl WorkerHandle {
-    /// Queues `cmd` and wakes the worker; gives the command back if the worker is gone.
-    pub(crate) fn send(&self, cmd: Command) -> Result<(), Command> {
-        self.tx.send(cmd).map_err(|e| e.0)?;
-        // A failed wake means the poll is gone too; the command is then dropped with the
-        // channel, which releases what it holds.
-        let _ = self.waker.wake();
+    /// Locks the inbox and idle set.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
+        // Nothing panics while holding the lock; if something did, the state is still
+        // consistent (each change is a push or pop).
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `cmd` in the locked inbox; gives it back if the worker is gone. Returns
+    /// whether the worker must be woken (with [`WorkerHandle::wake`], after unlocking).
+    pub(crate) fn push(&self, s: &mut Shared, cmd: Command, wake: Wake) -> Result<bool, Command> {
+        if s.closed {
+            return Err(cmd);
+        }
+        s.inbox.push(cmd);
+        let wake = match wake {
+            Wake::Lazy => s.parked && s.inbox.len() >= LAZY_BATCH,
+            Wake::Prompt => s.parked,
+            Wake::Now => true,
+        };
+        if wake {
+            // One wake-up per park: later commands find the worker about to drain.
+            s.parked = false;
+        }
+        Ok(wake)
+    }
+
+    /// Wakes the worker if `needed`.
+    pub(crate) fn wake(&self, needed: bool) {
+        if needed {
+            // A failed wake means the poll is gone too; the worker then ends and drops
+            // what is queued, which releases what it holds.
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Queues `cmd` and wakes the worker as `wake` says; gives the command back if the
+    /// worker is gone.
+    pub(crate) fn send(&self, cmd: Command, wake: Wake) -> Result<(), Command> {
+        let needed = self.push(&mut self.lock(), cmd, wake)?;
+        self.wake(needed);
         Ok(())
+    }
+
+    /// A session handle is dropped: its pairs (address, RTP port, id per side) become
+    /// idle from now, the oldest idle pairs beyond the cap are closed, and the worker is
+    /// told (lazily) to stop relaying the session.
+    pub(crate) fn release(&self, session: u64, pairs: [(IpAddr, u16, u64); 2]) {
+        let mut s = self.lock();
+        if s.closed {
+            return;
+        }
+        // Taken under the lock: idle pairs enter the set in time order.
+        let now = Instant::now();
+        for (ip, port, id) in pairs {
+            if let Some(i) = s.dead.iter().position(|&d| d == id) {
+                s.dead.swap_remove(i);
+                continue;
+            }
+            s.idle.push(ip, IdlePair { id, port, since: now });
+        }
+        let surplus = s.idle.trim(self.max_idle_pairs);
+        // Remove before Close: the worker detaches the pairs, then closes the surplus.
+        let mut needed = self.push(&mut s, Command::Remove(session), Wake::Lazy).unwrap_or(false);
+        if !surplus.is_empty() {
+            needed |= self.push(&mut s, Command::Close(surplus), Wake::Prompt).unwrap_or(false);
+        }
+        drop(s);
+        self.wake(needed);
     }
 }
 
@@ -88,72 +270,110 @@ impl WorkerHandle {
 pub(crate) struct WorkerConfig {
     pub(crate) relatch_after: Duration,
     pub(crate) coalesce: Duration,
+    /// Idle pairs the worker keeps at most.
+    pub(crate) max_idle_pairs: usize,
 }
 
-/// Starts worker thread `index`.
-pub(crate) fn spawn(index: usize, cfg: WorkerConfig) -> io::Result<(WorkerHandle, JoinHandle<()>)> {
+/// Starts worker thread `index`. `discarded` counts datagrams read on idle sockets.
+pub(crate) fn spawn(
+    index: usize,
+    cfg: WorkerConfig,
+    discarded: Arc<AtomicU64>,
+) -> io::Result<(Arc<WorkerHandle>, JoinHandle<()>)> {
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKER)?;
-    let (tx, rx) = channel();
+    let handle =
+        Arc::new(WorkerHandle { shared: Mutex::new(Shared::default()), waker, max_idle_pairs: cfg.max_idle_pairs });
+    let mine = Arc::clone(&handle);
     let thread = std::thread::Builder::new()
         .name(format!("media-worker-{index}"))
-        .spawn(move || Worker::new(poll, rx, cfg).run())?;
-    Ok((WorkerHandle { tx, waker }, thread))
+        .spawn(move || Worker::new(poll, mine, cfg, discarded).run())?;
+    Ok((handle, thread))
+}
+
+/// An RTP/RTCP pair as its worker holds it.
+struct Pair {
+    /// RTP and RTCP, registered with tokens `slot * 2` and `slot * 2 + 1`.
+    sockets: [UdpSocket; 2],
+    /// The session slot and side using the pair; `None` while idle.
+    owner: Option<(usize, Side)>,
+    /// Dropped after `sockets`: the ports go back to the pool once closed.
+    _lease: PortLease,
 }
 
 /// A session as its worker holds it.
 struct Session {
     id: u64,
-    sockets: [UdpSocket; SOCKETS],
+    /// Pair slots of side A and side B.
+    pairs: [usize; 2],
     router: Router,
     stats: Arc<SharedStats>,
-    /// Dropped after `sockets`: ports go back to the pool once closed.
-    _leases: [PortLease; 2],
 }
 
-/// A vector of sessions with reusable slots (the slot is in the sockets' tokens).
-#[derive(Default)]
-struct Slab {
-    slots: Vec<Option<Session>>,
+/// A vector with reusable slots (the slot of a pair is in its sockets' tokens).
+struct Slab<T> {
+    slots: Vec<Option<T>>,
     free: Vec<usize>,
 }
 
-impl Slab {
-    fn insert(&mut self, s: Session) -> usize {
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab { slots: Vec::new(), free: Vec::new() }
+    }
+}
+
+impl<T> Slab<T> {
+    fn insert(&mut self, value: T) -> usize {
         match self.free.pop() {
             Some(i) => {
-                self.slots[i] = Some(s);
+                self.slots[i] = Some(value);
                 i
             }
             None => {
-                self.slots.push(Some(s));
+                self.slots.push(Some(value));
                 self.slots.len() - 1
             }
         }
     }
 
-    fn remove(&mut self, i: usize) -> Option<Session> {
-        let s = self.slots.get_mut(i)?.take();
-        if s.is_some() {
+    fn remove(&mut self, i: usize) -> Option<T> {
+        let value = self.slots.get_mut(i)?.take();
+        if value.is_some() {
             self.free.push(i);
         }
-        s
+        value
     }
 
-    fn get_mut(&mut self, i: usize) -> Option<&mut Session> {
+    fn get(&self, i: usize) -> Option<&T> {
+        self.slots.get(i)?.as_ref()
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut T> {
         self.slots.get_mut(i)?.as_mut()
     }
 }
 
 struct Worker {
     poll: Poll,
-    rx: Receiver<Command>,
+    handle: Arc<WorkerHandle>,
     cfg: WorkerConfig,
-    sessions: Slab,
+    sessions: Slab<Session>,
     by_id: HashMap<u64, usize>,
+    pairs: Slab<Pair>,
+    pair_slots: HashMap<u64, usize>,
     io: BatchIo,
     /// Sockets whose turn ended before they were drained, to be read again at once.
     pending: Vec<Token>,
+    /// The inbox's spare buffer, swapped with the shared one on each drain.
+    inbox: Vec<Command>,
+    /// Datagrams read on idle sockets, relay-wide.
+    discarded: Arc<AtomicU64>,
+    /// A shutdown was applied (or the poll failed).
+    stop: bool,
+    /// End of the linger window (see [`LINGER`]).
+    linger_until: Instant,
+    /// When commands were last applied.
+    last_applied: Instant,
 }
 
 /// The per-worker buffers.
@@ -163,15 +383,22 @@ struct BatchIo {
 }
 
 impl Worker {
-    fn new(poll: Poll, rx: Receiver<Command>, cfg: WorkerConfig) -> Worker {
+    fn new(poll: Poll, handle: Arc<WorkerHandle>, cfg: WorkerConfig, discarded: Arc<AtomicU64>) -> Worker {
         Worker {
             poll,
-            rx,
+            handle,
             cfg,
             sessions: Slab::default(),
             by_id: HashMap::new(),
+            pairs: Slab::default(),
+            pair_slots: HashMap::new(),
             io: BatchIo { recv: RecvBatch::new(), send: SendBatch::new() },
             pending: Vec::with_capacity(EVENTS),
+            inbox: Vec::new(),
+            discarded,
+            stop: false,
+            linger_until: Instant::now(),
+            last_applied: Instant::now(),
         }
     }
 
@@ -179,7 +406,20 @@ impl Worker {
         let mut events = Events::with_capacity(EVENTS);
         let mut retry: Vec<Token> = Vec::with_capacity(EVENTS);
         loop {
-            let timeout = if self.pending.is_empty() { None } else { Some(Duration::ZERO) };
+            // Park only with nothing to do: no socket left undrained, no command queued,
+            // none applied within the linger window (more are likely to follow).
+            let may_park = self.pending.is_empty() && Instant::now() >= self.linger_until;
+            let drained = self.drain_inbox(may_park);
+            if self.stop {
+                break;
+            }
+            let timeout = match drained {
+                Drained::Parked => None,
+                Drained::Empty if self.pending.is_empty() => {
+                    Some(self.linger_until.saturating_duration_since(Instant::now()))
+                }
+                Drained::Empty | Drained::More => Some(Duration::ZERO),
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -187,9 +427,10 @@ impl Worker {
                 // The epoll instance itself failed: nothing can be relayed any more.
                 break;
             }
-            // Commands first, so that a datagram arriving with a new peer address (or
-            // right after a session was added) is routed with it.
-            if events.iter().any(|e| e.token() == WAKER) && !self.commands() {
+            // Commands first, whatever woke the worker, so that a datagram arriving with
+            // a new peer address (or right after a session was added) is routed with it.
+            self.drain_inbox(false);
+            if self.stop {
                 break;
             }
             let now = Instant::now();
@@ -199,14 +440,18 @@ impl Worker {
             }
             let mut ready = 0;
             for event in events.iter() {
-                ready += 1;
                 if event.token() != WAKER {
+                    ready += 1;
                     self.service(event.token(), now);
                 }
             }
+            if self.stop {
+                break;
+            }
             // Let datagrams accumulate so that the next poll returns many sockets at once:
             // fewer wake-ups per packet, at the price of up to `coalesce` of latency. Only
-            // after a light wake-up: when there is more work than that, never sleep.
+            // after a light wake-up with datagrams (not one for commands alone): when there
+            // is more work than that, never sleep.
             let busy = now.elapsed();
             if busy < self.cfg.coalesce && self.pending.is_empty() && ready > 0 && ready < EVENTS {
                 std::thread::sleep(self.cfg.coalesce - busy);
@@ -214,68 +459,181 @@ impl Worker {
         }
     }
 
-    /// Applies queued commands; `false` when the worker must stop.
-    fn commands(&mut self) -> bool {
-        while let Ok(cmd) = self.rx.try_recv() {
-            match cmd {
-                Command::Add(new) => self.add(*new),
-                Command::Remove(id) => self.remove(id),
-                Command::SetPeer(id, side, peer) => {
-                    if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get_mut(i)) {
-                        s.router.set_peer(side, &peer);
-                        s.stats.record_latch(side, Kind::Rtp, None);
-                        s.stats.record_latch(side, Kind::Rtcp, None);
-                    }
+    /// Applies the queued commands until the inbox is empty. If `park` and none was
+    /// queued, marks the worker parked (under the inbox lock, so that the next command
+    /// wakes it). Applying commands starts the linger window.
+    fn drain_inbox(&mut self, park: bool) -> Drained {
+        let mut park = park;
+        for _ in 0..MAX_DRAINS {
+            let mut batch = std::mem::take(&mut self.inbox);
+            {
+                let mut s = self.handle.lock();
+                std::mem::swap(&mut s.inbox, &mut batch);
+                if batch.is_empty() {
+                    s.parked = park;
+                    self.inbox = batch;
+                    return if park { Drained::Parked } else { Drained::Empty };
                 }
-                Command::SetForwarding(id, side, on) => {
-                    if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get_mut(i)) {
-                        s.router.set_forwarding(side, on);
-                    }
-                }
-                Command::Shutdown => return false,
+                s.parked = false;
             }
+            park = false;
+            // Linger only in a stream of commands: the previous ones were applied less
+            // than a window ago, or during (or at the end of) a window. After an isolated
+            // command, parking at once saves the wake-up at the end of the window.
+            let now = Instant::now();
+            if now.saturating_duration_since(self.last_applied) < LINGER || now < self.linger_until + LINGER {
+                self.linger_until = now + LINGER;
+            }
+            self.last_applied = now;
+            for cmd in batch.drain(..) {
+                self.apply(cmd);
+                if self.stop {
+                    return Drained::More;
+                }
+            }
+            self.inbox = batch;
         }
-        true
+        Drained::More
+    }
+
+    fn apply(&mut self, cmd: Command) {
+        match cmd {
+            Command::Add(new) => self.add(*new),
+            Command::Remove(id) => {
+                if let Some(s) = self.by_id.remove(&id).and_then(|slot| self.sessions.remove(slot)) {
+                    debug_assert_eq!(s.id, id);
+                    for slot in s.pairs {
+                        if let Some(p) = self.pairs.get_mut(slot) {
+                            p.owner = None;
+                        }
+                    }
+                }
+            }
+            Command::SetPeer(id, side, peer) => {
+                if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get_mut(i)) {
+                    s.router.set_peer(side, &peer);
+                    s.stats.record_latch(side, Kind::Rtp, None);
+                    s.stats.record_latch(side, Kind::Rtcp, None);
+                }
+            }
+            Command::SetForwarding(id, side, on) => {
+                if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get_mut(i)) {
+                    s.router.set_forwarding(side, on);
+                }
+            }
+            Command::Close(ids) => {
+                for id in ids {
+                    self.close_pair(id);
+                }
+            }
+            Command::Shutdown => self.stop = true,
+        }
+    }
+
+    /// Closes a pair (closing a socket's only descriptor also takes it out of the epoll
+    /// set) and returns its ports.
+    fn close_pair(&mut self, id: u64) {
+        if let Some(p) = self.pair_slots.remove(&id).and_then(|slot| self.pairs.remove(slot)) {
+            debug_assert!(p.owner.is_none(), "closing a pair in use");
+        }
     }
 
     fn add(&mut self, new: NewSession) {
-        let NewSession { id, sockets, stats, leases } = new;
-        let sockets = sockets.map(UdpSocket::from_std);
-        let session = Session { id, sockets, router: Router::new(self.cfg.relatch_after), stats, _leases: leases };
-        let slot = self.sessions.insert(session);
-        let registry = self.poll.registry();
-        let mut ok = true;
-        if let Some(s) = self.sessions.get_mut(slot) {
-            for (i, socket) in s.sockets.iter_mut().enumerate() {
-                ok &= registry.register(socket, Token(slot * SOCKETS + i), Interest::READABLE).is_ok();
+        let NewSession { id, stats, sides } = new;
+        let ids = sides.each_ref().map(|s| match s {
+            PairSource::Idle(id) => *id,
+            PairSource::Fresh(f) => f.id,
+        });
+        let mut slots = [None; 2];
+        for (i, source) in sides.into_iter().enumerate() {
+            slots[i] = match source {
+                PairSource::Idle(pair) => self
+                    .pair_slots
+                    .get(&pair)
+                    .copied()
+                    .filter(|&s| self.pairs.get(s).is_some_and(|p| p.owner.is_none())),
+                PairSource::Fresh(fresh) => self.insert_pair(fresh),
+            };
+        }
+        let [Some(a), Some(b)] = slots else {
+            // Out of epoll resources: the session cannot be relayed (its handle sees no
+            // traffic). Its pairs are closed at once so that their ports are not lost, and
+            // must never be offered for reuse: taken out of the idle set if the handle
+            // was dropped already, else remembered as dead for when it is.
+            for pair in ids {
+                self.close_pair(pair);
+            }
+            let mut shared = self.handle.lock();
+            for pair in ids {
+                if !shared.idle.remove(pair) {
+                    shared.dead.push(pair);
+                }
+            }
+            return;
+        };
+        let slot =
+            self.sessions.insert(Session { id, pairs: [a, b], router: Router::new(self.cfg.relatch_after), stats });
+        for (i, pair) in [a, b].into_iter().enumerate() {
+            if let Some(p) = self.pairs.get_mut(pair) {
+                p.owner = Some((slot, side_of(i)));
             }
         }
-        if ok {
-            self.by_id.insert(id, slot);
-        } else if let Some(mut s) = self.sessions.remove(slot) {
-            // Out of epoll resources: the session cannot be relayed; close it at once so
-            // its ports are not lost. Its handle sees no traffic.
-            deregister(&self.poll, &mut s);
-        }
+        self.by_id.insert(id, slot);
     }
 
-    fn remove(&mut self, id: u64) {
-        if let Some(mut s) = self.by_id.remove(&id).and_then(|slot| self.sessions.remove(slot)) {
-            debug_assert_eq!(s.id, id);
-            deregister(&self.poll, &mut s);
+    /// Registers a new pair; `None` (and the pair closed) if the poll refuses it.
+    fn insert_pair(&mut self, fresh: FreshPair) -> Option<usize> {
+        let FreshPair { id, sockets, lease } = fresh;
+        let sockets = sockets.map(UdpSocket::from_std);
+        let slot = self.pairs.insert(Pair { sockets, owner: None, _lease: lease });
+        let registry = self.poll.registry();
+        let mut ok = true;
+        if let Some(p) = self.pairs.get_mut(slot) {
+            for (k, socket) in p.sockets.iter_mut().enumerate() {
+                ok &= registry.register(socket, Token(slot * 2 + k), Interest::READABLE).is_ok();
+            }
         }
+        if !ok {
+            self.pairs.remove(slot);
+            return None;
+        }
+        self.pair_slots.insert(id, slot);
+        Some(slot)
     }
 
-    /// Reads one ready socket until drained (or its turn ends) and forwards what came.
+    /// Reads one ready socket until drained (or its turn ends) and forwards what came, or
+    /// discards it if the socket is idle.
     fn service(&mut self, token: Token, now: Instant) {
-        let (slot, index) = (token.0 / SOCKETS, token.0 % SOCKETS);
-        let Some(session) = self.sessions.get_mut(slot) else { return };
-        let side = if index < 2 { Side::A } else { Side::B };
-        let kind = if index % 2 == 0 { Kind::Rtp } else { Kind::Rtcp };
+        let (slot, k) = (token.0 / 2, token.0 % 2);
+        let Some(pair) = self.pairs.get(slot) else { return };
+        if pair.owner.is_none() {
+            // A session may have just been given this pair without waking the worker:
+            // apply what is queued, so that none of its datagrams is taken for a stale one.
+            self.drain_inbox(false);
+            if self.stop {
+                return;
+            }
+        }
+        let Some(pair) = self.pairs.get(slot) else { return };
+        let fd = pair.sockets[k].as_raw_fd();
+        let Some((session, side)) = pair.owner else {
+            self.discard(token, fd);
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(session) else { return };
+        // Descriptors of the session's four sockets, by socket_index.
+        let mut fds: [RawFd; 4] = [-1; 4];
+        for (i, &p) in s.pairs.iter().enumerate() {
+            if let Some(p) = self.pairs.get(p) {
+                fds[2 * i] = p.sockets[0].as_raw_fd();
+                fds[2 * i + 1] = p.sockets[1].as_raw_fd();
+            }
+        }
+        let kind = if k == 0 { Kind::Rtp } else { Kind::Rtcp };
         for _ in 0..MAX_BATCHES_PER_TURN {
-            match self.io.recv.recv(session.sockets[index].as_raw_fd()) {
+            match self.io.recv.recv(fd) {
                 Ok(n) => {
-                    relay_batch(session, &mut self.io, side, kind, n, now);
+                    relay_batch(s, &fds, &mut self.io, side, kind, n, now);
                     if n < BATCH {
                         return;
                     }
@@ -288,16 +646,55 @@ impl Worker {
         }
         self.pending.push(token);
     }
-}
 
-fn deregister(poll: &Poll, s: &mut Session) {
-    for socket in &mut s.sockets {
-        let _ = poll.registry().deregister(socket);
+    /// Reads an idle socket until drained (or its turn ends), counting and dropping what
+    /// came.
+    fn discard(&mut self, token: Token, fd: RawFd) {
+        for _ in 0..MAX_BATCHES_PER_TURN {
+            match self.io.recv.recv(fd) {
+                Ok(n) => {
+                    self.discarded.fetch_add(n as u64, Ordering::Relaxed);
+                    if n < BATCH {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        self.pending.push(token);
     }
 }
 
-/// Routes the `n` datagrams just received on `side`'s `kind` socket of `session`.
-fn relay_batch(session: &mut Session, io: &mut BatchIo, side: Side, kind: Kind, n: usize, now: Instant) {
+impl Drop for Worker {
+    /// The worker ends (shutdown, a failed poll or a panic): nothing more is queued, the
+    /// idle set is forgotten, and what was queued is dropped, closing the sockets of
+    /// sessions never added. The pairs close as the worker's fields drop.
+    fn drop(&mut self) {
+        let queued = {
+            let mut s = self.handle.lock();
+            s.closed = true;
+            s.parked = false;
+            s.idle.clear();
+            s.dead.clear();
+            std::mem::take(&mut s.inbox)
+        };
+        drop(queued);
+    }
+}
+
+/// Routes the `n` datagrams just received on `side`'s `kind` socket of `session`, whose
+/// sockets' descriptors are `fds` (by [`socket_index`]).
+fn relay_batch(
+    session: &mut Session,
+    fds: &[RawFd; 4],
+    io: &mut BatchIo,
+    side: Side,
+    kind: Kind,
+    n: usize,
+    now: Instant,
+) {
     let mut tally = RxTally::default();
     let mut via_current = Kind::Rtp;
     let to_side = side.other();
@@ -319,7 +716,7 @@ fn relay_batch(session: &mut Session, io: &mut BatchIo, side: Side, kind: Kind, 
         match decision.action {
             Action::Forward { via, to } => {
                 if via != via_current && !io.send.is_empty() {
-                    flush(session, io, to_side, via_current);
+                    flush(session, fds, io, to_side, via_current);
                 }
                 via_current = via;
                 io.send.push(i, len, to);
@@ -330,13 +727,101 @@ fn relay_batch(session: &mut Session, io: &mut BatchIo, side: Side, kind: Kind, 
         }
     }
     if !io.send.is_empty() {
-        flush(session, io, to_side, via_current);
+        flush(session, fds, io, to_side, via_current);
     }
     session.stats.record_rx(side, &tally, now);
 }
 
-fn flush(session: &Session, io: &mut BatchIo, to_side: Side, via: Kind) {
-    let fd = session.sockets[socket_index(to_side, via)].as_raw_fd();
+fn flush(session: &Session, fds: &[RawFd; 4], io: &mut BatchIo, to_side: Side, via: Kind) {
+    let fd = fds[socket_index(to_side, via)];
     let sent = io.send.flush(fd, &mut io.recv);
     session.stats.record_tx(to_side, sent.packets, sent.bytes, sent.errors);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle without a thread; the poll keeps its waker valid.
+    fn handle(max_idle_pairs: usize) -> (Poll, WorkerHandle) {
+        let poll = Poll::new().unwrap();
+        let waker = Waker::new(poll.registry(), WAKER).unwrap();
+        (poll, WorkerHandle { shared: Mutex::new(Shared::default()), waker, max_idle_pairs })
+    }
+
+    fn parked(h: &WorkerHandle) {
+        h.lock().parked = true;
+    }
+
+    fn inbox(h: &WorkerHandle) -> Vec<String> {
+        h.lock()
+            .inbox
+            .iter()
+            .map(|c| match c {
+                Command::Remove(id) => format!("remove {id}"),
+                Command::Close(ids) => format!("close {ids:?}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parked_prompt_wakes_once() {
+        let (_poll, h) = handle(8);
+        parked(&h);
+        assert_eq!(h.push(&mut h.lock(), Command::Remove(1), Wake::Prompt).ok(), Some(true));
+        // The first wake-up is on its way: the worker drains before it parks again.
+        assert_eq!(h.push(&mut h.lock(), Command::Remove(2), Wake::Prompt).ok(), Some(false));
+        assert_eq!(inbox(&h).len(), 2);
+    }
+
+    #[test]
+    fn busy_prompt_and_lazy_no_wake_now_wakes() {
+        let (_poll, h) = handle(8);
+        assert_eq!(h.push(&mut h.lock(), Command::Remove(1), Wake::Prompt).ok(), Some(false));
+        assert_eq!(h.push(&mut h.lock(), Command::Remove(2), Wake::Lazy).ok(), Some(false));
+        assert_eq!(h.push(&mut h.lock(), Command::Shutdown, Wake::Now).ok(), Some(true));
+    }
+
+    #[test]
+    fn parked_lazy_wakes_at_batch() {
+        let (_poll, h) = handle(8);
+        parked(&h);
+        for id in 1..LAZY_BATCH as u64 {
+            assert_eq!(h.push(&mut h.lock(), Command::Remove(id), Wake::Lazy).ok(), Some(false));
+        }
+        assert_eq!(h.push(&mut h.lock(), Command::Remove(0), Wake::Lazy).ok(), Some(true));
+    }
+
+    #[test]
+    fn closed_push_gives_command_back() {
+        let (_poll, h) = handle(8);
+        h.lock().closed = true;
+        assert!(matches!(h.send(Command::Remove(7), Wake::Prompt), Err(Command::Remove(7))));
+        h.release(7, [("127.0.0.1".parse().unwrap(), 40000, 1), ("127.0.0.1".parse().unwrap(), 40002, 2)]);
+        assert_eq!((inbox(&h).len(), h.lock().idle.len()), (0, 0));
+    }
+
+    #[test]
+    fn released_pairs_idle_surplus_closed_after_remove() {
+        let (_poll, h) = handle(3);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        h.release(1, [(ip, 40000, 10), (ip, 40002, 11)]);
+        assert_eq!(h.lock().idle.len(), 2);
+        h.release(2, [(ip, 40004, 12), (ip, 40006, 13)]);
+        assert_eq!(h.lock().idle.len(), 3);
+        assert_eq!(inbox(&h), ["remove 1", "remove 2", "close [10]"]);
+        let now = Instant::now();
+        assert_eq!(h.lock().idle.take(ip, now, Duration::ZERO).map(|p| (p.id, p.port)), Some((11, 40002)));
+    }
+
+    #[test]
+    fn released_dead_pair_not_idle() {
+        let (_poll, h) = handle(8);
+        let ip: IpAddr = "::1".parse().unwrap();
+        h.lock().dead.push(20);
+        h.release(1, [(ip, 40000, 20), (ip, 40002, 21)]);
+        let s = h.lock();
+        assert_eq!((s.idle.len(), s.dead.len()), (1, 0));
+    }
 }

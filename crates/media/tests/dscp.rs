@@ -17,6 +17,7 @@ fn relay(port_min: u16, dscp: Option<u8>) -> Relay {
         dscp,
         relatch_after: Duration::from_secs(2),
         coalesce: Duration::ZERO,
+        ..RelayConfig::default()
     })
     .unwrap()
 }

@@ -31,6 +31,7 @@ fn start(port_min: u16, ports: u16, relatch_after: Duration) -> Relay {
         dscp: None,
         relatch_after,
         coalesce: Duration::ZERO,
+        ..RelayConfig::default()
     })
     .unwrap()
 }

@@ -76,6 +76,27 @@ pub struct ServeOptions {
     pub demo: bool,
 }
 
+/// Raises the open-file limit to its hard maximum: every relayed call holds four sockets,
+/// and the relay keeps released ones for reuse.
+#[allow(unsafe_code)]
+fn raise_open_file_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed by pointer, which
+    // lives on this stack frame for the duration of the calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
 fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     let _ = getrandom::fill(&mut b);
@@ -100,6 +121,8 @@ pub async fn serve(cfg: Config, opts: ServeOptions, shutdown: impl Future<Output
     let restored_count = restored.len();
     location.load(restored);
 
+    let open_files = raise_open_file_limit();
+    info!(open_files, "open-file limit");
     let relay = media::Relay::start(media::RelayConfig {
         port_min: cfg.media.rtp_ports[0],
         port_max: cfg.media.rtp_ports[1],
