@@ -1,0 +1,18 @@
+//! Audio for Switchboard's media engine, sans-IO: samples in, samples or events out.
+//!
+//! - [`g711`]: µ-law and A-law, bit-exact with the ITU-T G.191 reference algorithm.
+//! - [`tone`]: call-progress tones of the French, European and North American plans, DTMF pairs.
+//! - [`dtmf`]: in-band DTMF detection (Goertzel) with the ITU-T Q.24 duration, twist and level rules.
+//! - [`telephone_event`]: RFC 4733 telephone-event payloads, receiver and sender.
+//! - [`analysis`]: level, power at a frequency, dominant frequency.
+//! - [`testsignal`]: reproducible noise, speech-like and music-like signals for tests.
+//!
+//! Nothing here allocates per sample; the detectors and generators keep their state between
+//! calls so that audio can be fed packet by packet.
+
+pub mod analysis;
+pub mod dtmf;
+pub mod g711;
+pub mod telephone_event;
+pub mod testsignal;
+pub mod tone;
