@@ -104,11 +104,14 @@
 
 #![cfg(unix)]
 
+pub mod emodel;
 mod idle;
+pub mod jitter;
 mod latch;
 mod pool;
 mod relay;
 mod router;
+pub mod rtcp;
 mod stats;
 mod sys;
 mod worker;
