@@ -1,6 +1,7 @@
 //! Audio for Switchboard's media engine, sans-IO: samples in, samples or events out.
 //!
 //! - [`g711`]: µ-law and A-law, bit-exact with the ITU-T G.191 reference algorithm.
+//! - [`g722`]: G.722 wideband (16 kHz) sub-band ADPCM, encoder at 64 kbit/s, decoder at 64/56/48.
 //! - [`tone`]: call-progress tones of the French, European and North American plans, DTMF pairs.
 //! - [`dtmf`]: in-band DTMF detection (Goertzel) with the ITU-T Q.24 duration, twist and level rules.
 //! - [`telephone_event`]: RFC 4733 telephone-event payloads, receiver and sender.
@@ -13,6 +14,7 @@
 pub mod analysis;
 pub mod dtmf;
 pub mod g711;
+pub mod g722;
 pub mod telephone_event;
 pub mod testsignal;
 pub mod tone;

@@ -109,6 +109,7 @@ mod idle;
 pub mod jitter;
 mod latch;
 mod pool;
+pub mod quality;
 mod relay;
 mod router;
 pub mod rtcp;

@@ -497,6 +497,12 @@ impl MediaSession {
         self.stats.snapshot()
     }
 
+    /// The last published quality figures of `side` (updated about once a second while
+    /// packets flow).
+    pub fn quality(&self, side: Side) -> crate::quality::SideQuality {
+        self.stats.quality(side)
+    }
+
     /// Time since the last datagram arrived on any of the session's sockets, or since it
     /// was allocated: for media timeouts (e.g. hang up after 60 s of silence).
     pub fn idle_for(&self, now: Instant) -> Duration {

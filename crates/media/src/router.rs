@@ -64,6 +64,8 @@ pub(crate) struct Decision {
     pub(crate) action: Action,
     /// The receiving socket's latch moved to this datagram's source.
     pub(crate) relatched: bool,
+    /// The datagram is RTCP (false for RTP, and for dropped foreign or invalid datagrams).
+    pub(crate) rtcp: bool,
 }
 
 /// Routing state of one side.
@@ -136,12 +138,14 @@ impl Router {
     ) -> Decision {
         let from = &mut self.sides[side_index(side)];
         let relatched = match from.latch[kind.index()].on_packet(src, now, self.relatch_after) {
-            Verdict::Foreign => return Decision { action: Action::Drop(DropReason::Foreign), relatched: false },
+            Verdict::Foreign => {
+                return Decision { action: Action::Drop(DropReason::Foreign), relatched: false, rtcp: false };
+            }
             Verdict::Accept => false,
             Verdict::Latched => true,
         };
         if truncated || data.len() < MIN_FORWARDED {
-            return Decision { action: Action::Drop(DropReason::Invalid), relatched };
+            return Decision { action: Action::Drop(DropReason::Invalid), relatched, rtcp: false };
         }
         let rtcp = kind == Kind::Rtcp || (from.mux && is_rtcp(data));
         let to = &self.sides[side_index(side.other())];
@@ -150,7 +154,7 @@ impl Router {
             Some(dest) if to.forward => Action::Forward { via, to: dest },
             _ => Action::Drop(DropReason::NoDestination),
         };
-        Decision { action, relatched }
+        Decision { action, relatched, rtcp }
     }
 }
 
@@ -274,9 +278,9 @@ mod tests {
     fn any_short_or_truncated_invalid_but_latches() {
         let mut r = router(false, false);
         let d = r.on_datagram(Side::A, Kind::Rtp, addr("198.51.100.1:40000"), &[], false, Instant::now());
-        assert_eq!(d, Decision { action: Action::Drop(DropReason::Invalid), relatched: true });
+        assert_eq!(d, Decision { action: Action::Drop(DropReason::Invalid), relatched: true, rtcp: false });
         let d = r.on_datagram(Side::A, Kind::Rtp, addr("198.51.100.1:40000"), &[0x80; 2048], true, Instant::now());
-        assert_eq!(d, Decision { action: Action::Drop(DropReason::Invalid), relatched: false });
+        assert_eq!(d, Decision { action: Action::Drop(DropReason::Invalid), relatched: false, rtcp: false });
         // The keep-alive latched side A: replies from B now go to the NAT address.
         let a = feed(&mut r, Side::B, Kind::Rtp, "192.0.2.20:6000", &RTP);
         assert_eq!(a, Action::Forward { via: Kind::Rtp, to: addr("198.51.100.1:40000") });

@@ -358,6 +358,19 @@ impl ReceiveStats {
     /// One packet: its sequence number, RTP timestamp, and arrival time in the same timestamp
     /// units (the caller converts its clock at the payload's rate).
     pub fn record(&mut self, seq: u16, rtp_timestamp: u32, arrival: u32) {
+        self.record_without_timing(seq);
+        let transit = i64::from(arrival) - i64::from(rtp_timestamp);
+        if let Some(previous) = self.transit {
+            // Transit differences wrap with the 32-bit clocks: take the short way round.
+            let d = ((transit - previous) as i32).unsigned_abs() as f64;
+            self.jitter += (d - self.jitter) / 16.0;
+        }
+        self.transit = Some(transit);
+    }
+
+    /// One packet counted for loss only (its timing is not comparable: a telephone-event, or the
+    /// clock rate is not known yet).
+    pub fn record_without_timing(&mut self, seq: u16) {
         if !self.started {
             self.started = true;
             self.base_seq = u32::from(seq);
@@ -378,12 +391,6 @@ impl ReceiveStats {
             }
         }
         self.received += 1;
-        let transit = i64::from(arrival) - i64::from(rtp_timestamp);
-        if let Some(previous) = self.transit {
-            let d = (transit - previous).abs() as f64;
-            self.jitter += (d - self.jitter) / 16.0;
-        }
-        self.transit = Some(transit);
     }
 
     /// Extended highest sequence number.

@@ -7,6 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::Side;
+use crate::quality::SideQuality;
 use crate::router::{Kind, side_index};
 
 /// Counters of one side of a session, as seen at one moment.
@@ -110,11 +111,23 @@ pub(crate) struct SharedStats {
     created: Instant,
     /// Nanoseconds after `created` of the last arrival, plus one; zero if none yet.
     last_rx: AtomicU64,
+    /// Quality per side, published by the worker about once a second.
+    quality: Mutex<[SideQuality; 2]>,
 }
 
 impl SharedStats {
     pub(crate) fn new(created: Instant) -> SharedStats {
-        SharedStats { sides: Default::default(), created, last_rx: AtomicU64::new(0) }
+        SharedStats { sides: Default::default(), created, last_rx: AtomicU64::new(0), quality: Mutex::default() }
+    }
+
+    /// Publishes the worker's quality figures.
+    pub(crate) fn publish_quality(&self, quality: [SideQuality; 2]) {
+        *self.quality.lock().unwrap_or_else(PoisonError::into_inner) = quality;
+    }
+
+    /// The last published quality of `side`.
+    pub(crate) fn quality(&self, side: Side) -> SideQuality {
+        self.quality.lock().unwrap_or_else(PoisonError::into_inner)[side_index(side)]
     }
 
     /// Records the datagrams of one receive batch on `side`, arrived at `now`.

@@ -58,6 +58,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::idle::{IdlePair, IdleSet};
 use crate::pool::PortLease;
+use crate::quality::QualityMonitor;
 use crate::router::{Action, DropReason, Kind, Router, side_index};
 use crate::stats::{RxTally, SharedStats};
 use crate::sys::{BATCH, RecvBatch, SendBatch};
@@ -308,7 +309,14 @@ struct Session {
     pairs: [usize; 2],
     router: Router,
     stats: Arc<SharedStats>,
+    /// Quality of what each side's phone sends (and reports), published to `stats` at most
+    /// every [`QUALITY_PUBLISH`].
+    monitors: [QualityMonitor; 2],
+    next_publish: Instant,
 }
+
+/// How often a session's quality figures are published to its handle.
+const QUALITY_PUBLISH: Duration = Duration::from_secs(1);
 
 /// A vector with reusable slots (the slot of a pair is in its sockets' tokens).
 struct Slab<T> {
@@ -571,8 +579,15 @@ impl Worker {
             }
             return;
         };
-        let slot =
-            self.sessions.insert(Session { id, pairs: [a, b], router: Router::new(self.cfg.relatch_after), stats });
+        let now = Instant::now();
+        let slot = self.sessions.insert(Session {
+            id,
+            pairs: [a, b],
+            router: Router::new(self.cfg.relatch_after),
+            stats,
+            monitors: [QualityMonitor::new(now), QualityMonitor::new(now)],
+            next_publish: now + QUALITY_PUBLISH,
+        });
         for (i, pair) in [a, b].into_iter().enumerate() {
             if let Some(p) = self.pairs.get_mut(pair) {
                 p.owner = Some((slot, side_of(i)));
@@ -713,6 +728,17 @@ fn relay_batch(
             tally.received_packets += 1;
             tally.received_bytes += len as u64;
         }
+        if !matches!(decision.action, Action::Drop(DropReason::Foreign | DropReason::Invalid)) {
+            let monitor = &mut session.monitors[side_index(side)];
+            if decision.rtcp {
+                monitor.on_rtcp(data, now);
+                if matches!(decision.action, Action::Forward { .. }) {
+                    session.monitors[side_index(to_side)].on_rtcp_to_phone(data, now);
+                }
+            } else {
+                monitor.on_rtp(data, now);
+            }
+        }
         match decision.action {
             Action::Forward { via, to } => {
                 if via != via_current && !io.send.is_empty() {
@@ -730,6 +756,10 @@ fn relay_batch(
         flush(session, fds, io, to_side, via_current);
     }
     session.stats.record_rx(side, &tally, now);
+    if now >= session.next_publish {
+        session.next_publish = now + QUALITY_PUBLISH;
+        session.stats.publish_quality([session.monitors[0].snapshot(), session.monitors[1].snapshot()]);
+    }
 }
 
 fn flush(session: &Session, fds: &[RawFd; 4], io: &mut BatchIo, to_side: Side, via: Kind) {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use crate::events::{CallEvent, CallEventKind, CallId, MediaCounters};
 
 /// One finished call, ready to store.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Cdr {
     /// Call identifier.
     pub call: CallId,
@@ -81,7 +81,7 @@ impl CdrBuilder {
                 );
                 None
             }
-            CallEventKind::Ringing => None,
+            CallEventKind::Ringing | CallEventKind::Quality { .. } | CallEventKind::QualityAlert { .. } => None,
             CallEventKind::Answered => {
                 if let Some(p) = self.open.get_mut(&ev.call) {
                     p.answered_at_ms.get_or_insert(ev.at_ms);

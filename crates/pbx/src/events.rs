@@ -63,8 +63,26 @@ impl Initiator {
     }
 }
 
+/// Quality of one leg, from the relay: what its phone sends (loss, jitter), the round trip to
+/// it, what it reports receiving, and the leg's MOS estimate (ITU-T G.107 E-model).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LegQuality {
+    /// RTP packets received from the leg's phone.
+    pub packets: u64,
+    /// Loss of the RTP the phone sends, %.
+    pub loss_pct: f64,
+    /// Interarrival jitter of that RTP, ms.
+    pub jitter_ms: f64,
+    /// Round trip between the relay and the phone, ms, when the phone's RTCP allows it.
+    pub rtt_ms: Option<f64>,
+    /// Loss the phone reports for what it receives, %.
+    pub peer_loss_pct: Option<f64>,
+    /// MOS estimate of the leg (the worse of its two directions).
+    pub mos: Option<f64>,
+}
+
 /// Media counters of a call, from the relay.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct MediaCounters {
     /// Packets relayed from caller to callee.
     pub packets_a_to_b: u64,
@@ -74,10 +92,14 @@ pub struct MediaCounters {
     pub bytes_a_to_b: u64,
     /// Bytes relayed from callee to caller.
     pub bytes_b_to_a: u64,
+    /// Quality of the caller's leg.
+    pub quality_a: LegQuality,
+    /// Quality of the callee's leg.
+    pub quality_b: LegQuality,
 }
 
 /// What happened.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum CallEventKind {
     /// A call was accepted for routing.
     Created {
@@ -92,6 +114,23 @@ pub enum CallEventKind {
     Ringing,
     /// The callee answered.
     Answered,
+    /// Periodic quality figures of an answered call (every `[media] quality_interval_secs`).
+    Quality {
+        /// The caller's leg.
+        a: LegQuality,
+        /// The callee's leg.
+        b: LegQuality,
+    },
+    /// A leg's MOS stayed under the configured threshold for two intervals in a row. Raised
+    /// once per leg and call, again only after the leg has recovered.
+    QualityAlert {
+        /// The leg: `true` for the caller's, `false` for the callee's.
+        caller_leg: bool,
+        /// Its MOS in the last interval.
+        mos: f64,
+        /// The threshold (`[media] mos_alert_threshold`).
+        threshold: f64,
+    },
     /// The call is over. Emitted exactly once per call.
     Ended {
         /// Billing view.
@@ -108,7 +147,7 @@ pub enum CallEventKind {
 }
 
 /// One event of one call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CallEvent {
     /// The call.
     pub call: CallId,
@@ -118,4 +157,66 @@ pub struct CallEvent {
     pub at_ms: i64,
     /// What.
     pub kind: CallEventKind,
+}
+
+/// Decides when a call's legs raise quality alerts: a leg whose MOS is under the threshold for
+/// two quality intervals in a row raises one alert, and may raise another only after a good
+/// interval.
+#[derive(Clone, Copy, Debug)]
+pub struct QualityAlerts {
+    threshold: f64,
+    low_runs: [u32; 2],
+    alerted: [bool; 2],
+}
+
+impl QualityAlerts {
+    /// Alerts under `threshold` (0: never).
+    pub fn new(threshold: f64) -> Self {
+        QualityAlerts { threshold, low_runs: [0; 2], alerted: [false; 2] }
+    }
+
+    /// One interval's figures; the alerts to raise: (caller's leg?, MOS).
+    pub fn observe(&mut self, a: &LegQuality, b: &LegQuality) -> Vec<(bool, f64)> {
+        let mut alerts = Vec::new();
+        for (i, leg) in [a, b].into_iter().enumerate() {
+            let Some(mos) = leg.mos else { continue };
+            if self.threshold > 0.0 && mos < self.threshold {
+                self.low_runs[i] += 1;
+                if self.low_runs[i] >= 2 && !self.alerted[i] {
+                    self.alerted[i] = true;
+                    alerts.push((i == 0, mos));
+                }
+            } else {
+                self.low_runs[i] = 0;
+                self.alerted[i] = false;
+            }
+        }
+        alerts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leg(mos: Option<f64>) -> LegQuality {
+        LegQuality { mos, ..LegQuality::default() }
+    }
+
+    #[test]
+    fn alert_after_two_bad_intervals_once_until_recovered() {
+        let mut alerts = QualityAlerts::new(3.5);
+        let good = leg(Some(4.3));
+        let bad = leg(Some(2.9));
+        assert!(alerts.observe(&bad, &good).is_empty());
+        assert_eq!(alerts.observe(&bad, &good), vec![(true, 2.9)]);
+        assert!(alerts.observe(&bad, &good).is_empty());
+        assert!(alerts.observe(&good, &bad).is_empty());
+        assert_eq!(alerts.observe(&bad, &bad), vec![(false, 2.9)]);
+        assert_eq!(alerts.observe(&bad, &good), vec![(true, 2.9)]);
+        // Unmeasured legs and a threshold of 0 never alert.
+        assert!(alerts.observe(&leg(None), &leg(None)).is_empty());
+        let mut off = QualityAlerts::new(0.0);
+        assert!(off.observe(&bad, &bad).is_empty() && off.observe(&bad, &bad).is_empty());
+    }
 }

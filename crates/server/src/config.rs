@@ -165,11 +165,22 @@ pub struct MediaSection {
     pub dscp: u8,
     /// Relay worker threads (0: one per core).
     pub workers: usize,
+    /// Seconds between quality events of an answered call (0: none).
+    pub quality_interval_secs: u64,
+    /// MOS under which a leg raises a quality alert (after two intervals in a row; 0: never).
+    pub mos_alert_threshold: f64,
 }
 
 impl Default for MediaSection {
     fn default() -> MediaSection {
-        MediaSection { rtp_ports: [20000, 29999], media_timeout_secs: 60, dscp: 46, workers: 0 }
+        MediaSection {
+            rtp_ports: [20000, 29999],
+            media_timeout_secs: 60,
+            dscp: 46,
+            workers: 0,
+            quality_interval_secs: 5,
+            mos_alert_threshold: 3.5,
+        }
     }
 }
 
@@ -357,6 +368,15 @@ impl Config {
         }
         if hi - lo < 3 {
             return Err(err("media", "rtp_ports", 0, "the range must hold at least two RTP/RTCP port pairs".into()));
+        }
+        let threshold = self.media.mos_alert_threshold;
+        if !(0.0..=4.5).contains(&threshold) {
+            return Err(err(
+                "media",
+                "mos_alert_threshold",
+                0,
+                format!("expected a MOS between 1 and 4.5 (0 to turn alerts off), found {threshold}"),
+            ));
         }
         if self.sip.t1_ms == 0 || self.sip.t2_ms < self.sip.t1_ms {
             return Err(err("sip", "t2_ms", 0, "expected t1_ms > 0 and t2_ms >= t1_ms".into()));

@@ -181,6 +181,10 @@ pub struct Core {
     pub call_cfg: CallConfig,
     /// End answered calls whose media is silent this long.
     pub media_timeout: Option<Duration>,
+    /// Quality events every this long (None: off).
+    pub quality_interval: Option<Duration>,
+    /// MOS alert threshold (0: off).
+    pub mos_alert_threshold: f64,
     /// Location service.
     pub location: Arc<Location>,
     /// Identifier generator (forked per call).

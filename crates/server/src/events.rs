@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use pbx::events::{CallEvent, CallEventKind};
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// Publishes call events to every subscriber.
 #[derive(Clone, Debug, Default)]
@@ -32,6 +32,23 @@ impl EventBus {
             }
             CallEventKind::Ringing => info!(call = %ev.call, "ringing"),
             CallEventKind::Answered => info!(call = %ev.call, "answered"),
+            CallEventKind::Quality { a, b } => debug!(
+                call = %ev.call,
+                a_loss_pct = a.loss_pct,
+                a_jitter_ms = a.jitter_ms,
+                a_mos = a.mos,
+                b_loss_pct = b.loss_pct,
+                b_jitter_ms = b.jitter_ms,
+                b_mos = b.mos,
+                "call quality"
+            ),
+            CallEventKind::QualityAlert { caller_leg, mos, threshold } => warn!(
+                call = %ev.call,
+                leg = if *caller_leg { "caller" } else { "callee" },
+                mos = mos,
+                threshold = threshold,
+                "call quality alert: MOS under the threshold"
+            ),
             CallEventKind::Ended { disposition, cause, initiator, .. } => {
                 info!(call = %ev.call, disposition = disposition.as_str(), cause = %cause, initiator = initiator.as_str(), "call ended")
             }

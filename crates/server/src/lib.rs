@@ -200,6 +200,9 @@ pub async fn serve(cfg: Config, opts: ServeOptions, shutdown: impl Future<Output
             user_agent: cfg.sip.server_name.clone(),
         },
         media_timeout: (cfg.media.media_timeout_secs > 0).then(|| Duration::from_secs(cfg.media.media_timeout_secs)),
+        quality_interval: (cfg.media.quality_interval_secs > 0)
+            .then(|| Duration::from_secs(cfg.media.quality_interval_secs)),
+        mos_alert_threshold: cfg.media.mos_alert_threshold,
         location: location.clone(),
         ids: Mutex::new(IdGen::new(random_u64())),
         epoch: std::time::Instant::now(),

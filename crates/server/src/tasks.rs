@@ -8,7 +8,7 @@ use bytes::Bytes;
 use pbx::Now;
 use pbx::call::{Call, CallOutput, MediaAnchors, MediaCommand, NewCall, Side};
 use pbx::cdr::CdrBuilder;
-use pbx::events::{CallEvent, CallEventKind, MediaCounters};
+use pbx::events::{CallEvent, CallEventKind, LegQuality, MediaCounters, QualityAlerts};
 use pbx::ids::IdGen;
 use pbx::location::{Binding, BindingChange};
 use sdp::Anchor;
@@ -133,6 +133,9 @@ async fn run_call(
     let mut session = Some(session);
     let check_every = ctx.media_timeout.map(|t| (t / 4).clamp(Duration::from_millis(200), Duration::from_secs(5)));
     let mut next_check = check_every.map(|d| Instant::now() + d);
+    let quality_every = ctx.quality_interval;
+    let mut next_quality = quality_every.map(|d| Instant::now() + d);
+    let mut alerts = QualityAlerts::new(ctx.mos_alert_threshold);
     loop {
         while let Some(o) = call.poll_output() {
             match o {
@@ -166,10 +169,10 @@ async fn run_call(
             break;
         }
         let mut deadline = call.poll_timeout();
-        if call.is_answered()
-            && let Some(c) = next_check
-        {
-            deadline = Some(deadline.map_or(c, |d| d.min(c)));
+        if call.is_answered() {
+            for c in [next_check, next_quality].into_iter().flatten() {
+                deadline = Some(deadline.map_or(c, |d| d.min(c)));
+            }
         }
         let sleep = deadline.map(tokio::time::Instant::from_std).unwrap_or_else(far_future);
         tokio::select! {
@@ -199,11 +202,39 @@ async fn run_call(
                         call.handle_media_timeout(n);
                     }
                 }
+                if let (Some(q), Some(every), Some(session)) = (next_quality, quality_every, session.as_ref())
+                    && q <= n.instant
+                {
+                    next_quality = Some(n.instant + every);
+                    if call.is_answered() {
+                        let (a, b) = (leg_quality(session, media::Side::A), leg_quality(session, media::Side::B));
+                        let event = |kind| CallEvent { call: call.id(), tenant_id: call.tenant_id(), at_ms: n.unix_ms, kind };
+                        ctx.events.publish(event(CallEventKind::Quality { a, b }));
+                        for (caller_leg, mos) in alerts.observe(&a, &b) {
+                            let threshold = ctx.mos_alert_threshold;
+                            ctx.events.publish(event(CallEventKind::QualityAlert { caller_leg, mos, threshold }));
+                        }
+                    }
+                }
                 call.handle_timeout(n);
             }
         }
     }
     ctx.calls.remove(&call_ids);
+}
+
+/// One leg's quality as the relay last published it, with its MOS. The relay does not know
+/// the codec; G.711 with concealment and the wideband codecs share the E-model figures used.
+fn leg_quality(session: &media::MediaSession, side: media::Side) -> LegQuality {
+    let q = session.quality(side);
+    LegQuality {
+        packets: q.packets,
+        loss_pct: q.loss_pct,
+        jitter_ms: q.jitter_ms,
+        rtt_ms: q.rtt_ms,
+        peer_loss_pct: q.peer_loss_pct,
+        mos: q.mos(media::emodel::CodecImpairment::G711_PLC),
+    }
 }
 
 /// Adds the relay's counters to the event that ends a call.
@@ -215,6 +246,8 @@ fn with_media(mut ev: CallEvent, session: Option<&media::MediaSession>) -> CallE
             packets_b_to_a: s.b.received_packets,
             bytes_a_to_b: s.a.received_bytes,
             bytes_b_to_a: s.b.received_bytes,
+            quality_a: leg_quality(session, media::Side::A),
+            quality_b: leg_quality(session, media::Side::B),
         });
     }
     ev
@@ -248,11 +281,28 @@ pub async fn run_cdr_consumer(
                 packets_b_to_a: cdr.media.packets_b_to_a as i64,
                 bytes_a_to_b: cdr.media.bytes_a_to_b as i64,
                 bytes_b_to_a: cdr.media.bytes_b_to_a as i64,
+                quality_a: stored_quality(&cdr.media.quality_a),
+                quality_b: stored_quality(&cdr.media.quality_b),
             };
             if writer.send(WriteOp::Cdr(Box::new(record))).is_err() {
                 warn!("store writer gone; a CDR was not written");
             }
         }
+    }
+}
+
+/// A leg's quality for its CDR: nothing when no RTP came from it.
+fn stored_quality(q: &LegQuality) -> store::LegQuality {
+    if q.packets == 0 {
+        return store::LegQuality::default();
+    }
+    // Two decimals are plenty, and keep the figures readable in `cdr list`.
+    let round = |v: f64| (v * 100.0).round() / 100.0;
+    store::LegQuality {
+        loss_pct: Some(round(q.loss_pct)),
+        jitter_ms: Some(round(q.jitter_ms)),
+        rtt_ms: q.rtt_ms.map(round),
+        mos: q.mos.map(round),
     }
 }
 

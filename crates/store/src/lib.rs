@@ -27,7 +27,7 @@ mod rows;
 mod sqlite;
 
 pub use error::StoreError;
-pub use model::{BindingChange, BindingRecord, CdrFilter, CdrRecord, TenantRecord, UserRecord, UserUpsert};
+pub use model::{BindingChange, BindingRecord, CdrFilter, CdrRecord, LegQuality, TenantRecord, UserRecord, UserUpsert};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

@@ -142,7 +142,7 @@ macro_rules! apply_plan {
 
 pub(crate) use apply_plan;
 
-/// CDRs per multi-row insert (18 parameters each).
+/// CDRs per multi-row insert (26 parameters each: within SQLite's and PostgreSQL's limits).
 pub(crate) const CDR_CHUNK: usize = 400;
 
 /// Inserts CDRs with multi-row statements, skipping ids already stored; evaluates to the
@@ -154,7 +154,8 @@ macro_rules! insert_cdr_rows {
             let mut qb = sqlx::QueryBuilder::<$db>::new(
                 "INSERT INTO cdrs (id, tenant_id, call_id, caller, callee, started_at_ms, answered_at_ms, ended_at_ms, \
                  duration_ms, billable_ms, disposition, hangup_cause, hangup_status, initiator, \
-                 packets_a_to_b, packets_b_to_a, bytes_a_to_b, bytes_b_to_a) ",
+                 packets_a_to_b, packets_b_to_a, bytes_a_to_b, bytes_b_to_a, \
+                 a_loss_pct, a_jitter_ms, a_rtt_ms, a_mos, b_loss_pct, b_jitter_ms, b_rtt_ms, b_mos) ",
             );
             qb.push_values(chunk.iter(), |mut row, c| {
                 row.push_bind(c.id.clone())
@@ -174,7 +175,15 @@ macro_rules! insert_cdr_rows {
                     .push_bind(c.packets_a_to_b)
                     .push_bind(c.packets_b_to_a)
                     .push_bind(c.bytes_a_to_b)
-                    .push_bind(c.bytes_b_to_a);
+                    .push_bind(c.bytes_b_to_a)
+                    .push_bind(c.quality_a.loss_pct)
+                    .push_bind(c.quality_a.jitter_ms)
+                    .push_bind(c.quality_a.rtt_ms)
+                    .push_bind(c.quality_a.mos)
+                    .push_bind(c.quality_b.loss_pct)
+                    .push_bind(c.quality_b.jitter_ms)
+                    .push_bind(c.quality_b.rtt_ms)
+                    .push_bind(c.quality_b.mos);
             });
             qb.push(" ON CONFLICT (id) DO NOTHING");
             inserted += qb.build().execute(&mut *$conn).await?.rows_affected();

@@ -3,7 +3,7 @@
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
 
-use crate::model::{BindingRecord, CdrFilter, CdrRecord, TenantRecord, UserRecord};
+use crate::model::{BindingRecord, CdrFilter, CdrRecord, LegQuality, TenantRecord, UserRecord};
 
 pub(crate) fn tenant<R>(row: &R) -> Result<TenantRecord, sqlx::Error>
 where
@@ -67,8 +67,17 @@ where
     for<'a> &'a str: ColumnIndex<R>,
     for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
 {
+    let leg = |side: &str| -> Result<LegQuality, sqlx::Error> {
+        Ok(LegQuality {
+            loss_pct: row.try_get(format!("{side}_loss_pct").as_str())?,
+            jitter_ms: row.try_get(format!("{side}_jitter_ms").as_str())?,
+            rtt_ms: row.try_get(format!("{side}_rtt_ms").as_str())?,
+            mos: row.try_get(format!("{side}_mos").as_str())?,
+        })
+    };
     Ok(CdrRecord {
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,
@@ -88,6 +97,8 @@ where
         packets_b_to_a: row.try_get("packets_b_to_a")?,
         bytes_a_to_b: row.try_get("bytes_a_to_b")?,
         bytes_b_to_a: row.try_get("bytes_b_to_a")?,
+        quality_a: leg("a")?,
+        quality_b: leg("b")?,
     })
 }
 

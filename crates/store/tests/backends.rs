@@ -18,8 +18,8 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use store::{
-    BindingChange, BindingRecord, CdrFilter, CdrRecord, Cdrs, Directory, PostgresStore, Registrations, Store,
-    StoreError, TenantRecord, UserUpsert,
+    BindingChange, BindingRecord, CdrFilter, CdrRecord, Cdrs, Directory, LegQuality, PostgresStore, Registrations,
+    Store, StoreError, TenantRecord, UserUpsert,
 };
 
 // ---------------------------------------------------------------------------
@@ -266,6 +266,8 @@ fn cdr(id: &str, tenant_id: i64, started_at_ms: i64) -> CdrRecord {
         packets_b_to_a: 2_990,
         bytes_a_to_b: 516_000,
         bytes_b_to_a: 514_280,
+        quality_a: LegQuality { loss_pct: Some(0.25), jitter_ms: Some(3.125), rtt_ms: Some(41.5), mos: Some(4.3) },
+        quality_b: LegQuality::default(),
     }
 }
 
@@ -571,13 +573,13 @@ async fn cdrs_list_filters_orders_and_limits<S: Directory + Registrations + Cdrs
 
 async fn migrations_are_idempotent_on_reopen(b: &impl Backend) {
     let s = b.open().await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 1);
+    assert_eq!(s.schema_version().await.unwrap(), 2);
     let t = s.upsert_tenant("acme", "acme.example").await.unwrap();
     s.close().await;
 
     for _ in 0..2 {
         let s = b.open().await.unwrap();
-        assert_eq!(s.schema_version().await.unwrap(), 1);
+        assert_eq!(s.schema_version().await.unwrap(), 2);
         assert_eq!(s.list_tenants().await.unwrap(), vec![t.clone()], "reopening does not re-run migrations");
         s.close().await;
     }
@@ -608,7 +610,7 @@ async fn newer_schema_is_refused(b: &impl Backend) {
     b.open().await.unwrap().close().await;
     b.execute("INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (9999, 'from the future', 0)").await;
     match b.open().await {
-        Err(StoreError::SchemaTooNew { found: 9999, known: 1 }) => {}
+        Err(StoreError::SchemaTooNew { found: 9999, known: 2 }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
 }

@@ -201,6 +201,20 @@ async fn list_cdrs(cfg: &Config, json: bool, limit: u32) -> ExitCode {
                     "packets_b_to_a": c.packets_b_to_a,
                     "bytes_a_to_b": c.bytes_a_to_b,
                     "bytes_b_to_a": c.bytes_b_to_a,
+                    "quality": {
+                        "caller": {
+                            "loss_pct": c.quality_a.loss_pct,
+                            "jitter_ms": c.quality_a.jitter_ms,
+                            "rtt_ms": c.quality_a.rtt_ms,
+                            "mos": c.quality_a.mos,
+                        },
+                        "callee": {
+                            "loss_pct": c.quality_b.loss_pct,
+                            "jitter_ms": c.quality_b.jitter_ms,
+                            "rtt_ms": c.quality_b.rtt_ms,
+                            "mos": c.quality_b.mos,
+                        },
+                    },
                 })
             })
             .collect();

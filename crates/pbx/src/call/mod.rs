@@ -109,7 +109,7 @@ pub enum MediaCommand {
 pub struct TxId(u32);
 
 /// What the call asks its driver to do.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum CallOutput {
     /// Send bytes on a flow; report a failure with [`Call::handle_send_error`] if `tx` is set.
     Send {

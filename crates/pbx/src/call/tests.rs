@@ -334,6 +334,7 @@ fn answered_call_then_caller_hangs_up() {
             CallEventKind::Ringing => "ringing",
             CallEventKind::Answered => "answered",
             CallEventKind::Ended { .. } => "ended",
+            CallEventKind::Quality { .. } | CallEventKind::QualityAlert { .. } => "quality",
         })
         .collect();
     assert_eq!(kinds, ["created", "ringing", "answered", "ended"]);

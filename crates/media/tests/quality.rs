@@ -1,0 +1,96 @@
+//! The relay measures call quality on real sockets: loss and jitter of what each phone sends,
+//! its reports about what it receives, and the round trip timed from forwarded sender reports.
+//! Ports 41900..=41949.
+#![allow(clippy::unwrap_used)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use media::emodel::CodecImpairment;
+use media::rtcp::{ReportBlock, SenderInfo, ntp_middle, write_receiver_report, write_sender_report};
+use media::{PeerMedia, Relay, RelayConfig, Side};
+
+const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn rtp(seq: u16, ts: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 7]);
+    p.extend(std::iter::repeat_n(0xFF, 160));
+    p
+}
+
+#[test]
+fn loss_jitter_round_trip_and_mos_per_side() {
+    let relay = Relay::start(RelayConfig {
+        port_min: 41900,
+        port_max: 41949,
+        workers: 1,
+        dscp: None,
+        coalesce: Duration::ZERO,
+        ..RelayConfig::default()
+    })
+    .unwrap();
+    let session = relay.allocate(V4, V4).unwrap();
+    let a = UdpSocket::bind((V4, 0)).unwrap();
+    let b = UdpSocket::bind((V4, 0)).unwrap();
+    b.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    session.set_peer(Side::A, PeerMedia::muxed(a.local_addr().unwrap())).unwrap();
+    session.set_peer(Side::B, PeerMedia::muxed(b.local_addr().unwrap())).unwrap();
+    let relay_a = SocketAddr::new(V4, session.local(Side::A).rtp);
+    let relay_b = SocketAddr::new(V4, session.local(Side::B).rtp);
+
+    // A sends 100 packets 20 ms apart, alternately on time and 6 ms late, every 10th lost.
+    let start = Instant::now();
+    for i in 0..100u32 {
+        let due = start + Duration::from_millis(u64::from(i) * 20 + if i % 2 == 1 { 6 } else { 0 });
+        while Instant::now() < due {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if i % 10 != 4 {
+            a.send_to(&rtp(i as u16, i * 160), relay_a).unwrap();
+        }
+    }
+    // B sends a sender report through the relay to A; A answers 100 ms later with a receiver
+    // report that held it 80 ms, saying it lost a quarter of what it got.
+    let ntp = 0x0000_2000_4000_0000u64;
+    let mut sr = Vec::new();
+    write_sender_report(9, SenderInfo { ntp, rtp_timestamp: 0, packets: 1, octets: 1 }, &[], &mut sr);
+    b.send_to(&sr, relay_b).unwrap();
+    a.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = a.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &sr[..]);
+    std::thread::sleep(Duration::from_millis(100));
+    let block = ReportBlock {
+        ssrc: 9,
+        fraction_lost: 64,
+        last_sr: ntp_middle(ntp),
+        delay_since_last_sr: 65_536 * 80 / 1000,
+        ..ReportBlock::default()
+    };
+    let mut rr = Vec::new();
+    write_receiver_report(7, &[block], &mut rr);
+    a.send_to(&rr, relay_a).unwrap();
+    // Published about once a second while packets flow: keep a trickle going.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let quality = loop {
+        std::thread::sleep(Duration::from_millis(100));
+        a.send_to(&rtp(100, 100 * 160), relay_a).unwrap();
+        let q = session.quality(Side::A);
+        if q.rtt_ms.is_some() || Instant::now() > deadline {
+            break q;
+        }
+    };
+    assert!((quality.loss_pct - 10.0).abs() < 1.0, "{quality:?}");
+    // |D| is 6 ms every packet (loopback and scheduling add a little).
+    assert!((4.5..8.0).contains(&quality.jitter_ms), "{quality:?}");
+    let rtt = quality.rtt_ms.unwrap();
+    assert!((15.0..60.0).contains(&rtt), "round trip {rtt} ms");
+    assert_eq!(quality.peer_loss_pct, Some(25.0));
+    let mos = quality.mos(CodecImpairment::G711_PLC).unwrap();
+    assert!(mos < 3.5, "MOS {mos}");
+    // B sent no RTP: nothing measured there.
+    assert_eq!(session.quality(Side::B).packets, 0);
+}
