@@ -117,5 +117,8 @@ mod stats;
 mod sys;
 mod worker;
 
-pub use relay::{LocalPorts, MediaSession, PeerMedia, Relay, RelayConfig, RelayError, Side};
+pub use relay::{
+    EventSink, LocalPorts, MediaEvent, MediaSession, PeerMedia, Relay, RelayConfig, RelayError, Side,
+    TelephoneEventType,
+};
 pub use stats::{SessionStats, SideStats};

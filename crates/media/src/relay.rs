@@ -70,6 +70,35 @@ impl PeerMedia {
     }
 }
 
+/// Something the relay noticed in a session's media, for call control.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// An RFC 4733 DTMF digit from `side` ended.
+    Dtmf {
+        /// Who sent it.
+        side: Side,
+        /// `0-9`, `*`, `#`, `A-D`.
+        digit: char,
+        /// How long it was held.
+        duration: Duration,
+        /// Whether its end packet arrived (false: ended by the next digit).
+        end_seen: bool,
+    },
+}
+
+/// Where a session's [`MediaEvent`]s go; called on the relay's worker thread, so it must be
+/// quick (queue the event, nothing more).
+pub type EventSink = Arc<dyn Fn(MediaEvent) + Send + Sync>;
+
+/// A telephone-event payload type a side declared, with its clock rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TelephoneEventType {
+    /// RTP payload type.
+    pub payload_type: u8,
+    /// Clock rate (Hz).
+    pub clock_rate: u32,
+}
+
 /// How the relay runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelayConfig {
@@ -490,6 +519,23 @@ impl MediaSession {
     /// `dropped_no_destination` of the other side. Latching goes on.
     pub fn set_forwarding(&self, side: Side, on: bool) -> Result<(), RelayError> {
         self.worker.send(Command::SetForwarding(self.id, side, on), Wake::Prompt).map_err(|_| RelayError::ShutDown)
+    }
+
+    /// Sends the session's [`MediaEvent`]s to `sink`.
+    pub fn set_event_sink(&self, sink: EventSink) -> Result<(), RelayError> {
+        self.worker
+            .send(Command::SetSink(self.id, crate::worker::Sink(sink)), Wake::Lazy)
+            .map_err(|_| RelayError::ShutDown)
+    }
+
+    /// The telephone-event payload types `side` declared in its SDP (the first two are kept).
+    /// Packets of those types, from either side, are read for DTMF digits.
+    pub fn set_telephone_events(&self, side: Side, types: &[TelephoneEventType]) -> Result<(), RelayError> {
+        let mut kept = [None; 2];
+        for (slot, t) in kept.iter_mut().zip(types) {
+            *slot = Some(*t);
+        }
+        self.worker.send(Command::SetTelephoneEvents(self.id, side, kept), Wake::Lazy).map_err(|_| RelayError::ShutDown)
     }
 
     /// A snapshot of the session's counters.

@@ -62,7 +62,8 @@ use crate::quality::QualityMonitor;
 use crate::router::{Action, DropReason, Kind, Router, side_index};
 use crate::stats::{RxTally, SharedStats};
 use crate::sys::{BATCH, RecvBatch, SendBatch};
-use crate::{PeerMedia, Side};
+use crate::{EventSink, MediaEvent, PeerMedia, Side, TelephoneEventType};
+use audio::telephone_event::{EventNotice, EventPayload, EventReceiver, digit_for_event};
 
 const WAKER: Token = Token(usize::MAX);
 
@@ -145,10 +146,23 @@ pub(crate) enum Command {
     SetPeer(u64, Side, PeerMedia),
     /// Turn forwarding toward a side on or off.
     SetForwarding(u64, Side, bool),
+    /// Where the session's media events go.
+    SetSink(u64, Sink),
+    /// The telephone-event payload types a side declared.
+    SetTelephoneEvents(u64, Side, [Option<TelephoneEventType>; 2]),
     /// Close idle pairs (removed from the idle set), returning their ports.
     Close(Vec<u64>),
     /// Close everything and end the thread.
     Shutdown,
+}
+
+/// A session's event sink, in a command.
+pub(crate) struct Sink(pub(crate) EventSink);
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sink")
+    }
 }
 
 /// How soon a queued command needs the worker (see the module docs).
@@ -313,6 +327,52 @@ struct Session {
     /// every [`QUALITY_PUBLISH`].
     monitors: [QualityMonitor; 2],
     next_publish: Instant,
+    dtmf: DtmfWatch,
+}
+
+/// RFC 4733 digits in a session's RTP.
+#[derive(Default)]
+struct DtmfWatch {
+    /// Telephone-event types declared by side A and side B.
+    types: [[Option<TelephoneEventType>; 2]; 2],
+    /// One receiver per sending side.
+    receivers: [EventReceiver; 2],
+    sink: Option<EventSink>,
+    notices: Vec<EventNotice>,
+}
+
+impl DtmfWatch {
+    /// The clock rate of `pt` if either side declared it a telephone-event.
+    fn rate_of(&self, pt: u8) -> Option<u32> {
+        self.types.iter().flatten().flatten().find(|t| t.payload_type == pt).map(|t| t.clock_rate)
+    }
+
+    /// An RTP packet from `side`; reports the digits that ended.
+    fn on_rtp(&mut self, side: Side, packet: &[u8]) {
+        if packet.len() < 16 || self.sink.is_none() || self.types == [[None; 2]; 2] {
+            return;
+        }
+        let pt = packet[1] & 0x7F;
+        let Some(rate) = self.rate_of(pt) else { return };
+        // Skip CSRCs and a header extension, if any.
+        let mut offset = 12 + 4 * usize::from(packet[0] & 0x0F);
+        if packet[0] & 0x10 != 0 {
+            let Some(ext) = packet.get(offset + 2..offset + 4) else { return };
+            offset += 4 + 4 * usize::from(u16::from_be_bytes([ext[0], ext[1]]));
+        }
+        let Some(payload) = packet.get(offset..).and_then(|p| EventPayload::parse(p).ok()) else { return };
+        let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        self.notices.clear();
+        self.receivers[side_index(side)].receive(timestamp, payload, &mut self.notices);
+        for notice in &self.notices {
+            if let EventNotice::Ended { event, duration, end_seen, .. } = *notice
+                && let (Some(digit), Some(sink)) = (digit_for_event(event), &self.sink)
+            {
+                let duration = Duration::from_micros(u64::from(duration) * 1_000_000 / u64::from(rate.max(1)));
+                sink(MediaEvent::Dtmf { side, digit, duration, end_seen });
+            }
+        }
+    }
 }
 
 /// How often a session's quality figures are published to its handle.
@@ -529,6 +589,16 @@ impl Worker {
                     s.router.set_forwarding(side, on);
                 }
             }
+            Command::SetSink(id, sink) => {
+                if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get_mut(i)) {
+                    s.dtmf.sink = Some(sink.0);
+                }
+            }
+            Command::SetTelephoneEvents(id, side, types) => {
+                if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get_mut(i)) {
+                    s.dtmf.types[side_index(side)] = types;
+                }
+            }
             Command::Close(ids) => {
                 for id in ids {
                     self.close_pair(id);
@@ -587,6 +657,7 @@ impl Worker {
             stats,
             monitors: [QualityMonitor::new(now), QualityMonitor::new(now)],
             next_publish: now + QUALITY_PUBLISH,
+            dtmf: DtmfWatch::default(),
         });
         for (i, pair) in [a, b].into_iter().enumerate() {
             if let Some(p) = self.pairs.get_mut(pair) {
@@ -737,6 +808,7 @@ fn relay_batch(
                 }
             } else {
                 monitor.on_rtp(data, now);
+                session.dtmf.on_rtp(side, data);
             }
         }
         match decision.action {

@@ -94,3 +94,54 @@ fn loss_jitter_round_trip_and_mos_per_side() {
     // B sent no RTP: nothing measured there.
     assert_eq!(session.quality(Side::B).packets, 0);
 }
+
+#[test]
+fn rfc4733_digits_are_reported_with_their_duration() {
+    use audio::telephone_event::plan_event;
+    use media::{MediaEvent, TelephoneEventType};
+    use std::sync::{Arc, Mutex};
+
+    let relay = Relay::start(RelayConfig {
+        port_min: 41950,
+        port_max: 41969,
+        workers: 1,
+        dscp: None,
+        coalesce: Duration::ZERO,
+        ..RelayConfig::default()
+    })
+    .unwrap();
+    let session = relay.allocate(V4, V4).unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&events);
+    session.set_event_sink(Arc::new(move |e| seen.lock().unwrap().push(e))).unwrap();
+    // Side B declared telephone-event 101 at 8 kHz; side A declared nothing (either is enough).
+    session.set_telephone_events(Side::B, &[TelephoneEventType { payload_type: 101, clock_rate: 8000 }]).unwrap();
+    let a = UdpSocket::bind((V4, 0)).unwrap();
+    let b = UdpSocket::bind((V4, 0)).unwrap();
+    session.set_peer(Side::A, PeerMedia::muxed(a.local_addr().unwrap())).unwrap();
+    session.set_peer(Side::B, PeerMedia::muxed(b.local_addr().unwrap())).unwrap();
+    let relay_a = SocketAddr::new(V4, session.local(Side::A).rtp);
+    // A sends digit 7 for 200 ms (updates every 20 ms, the end three times), then digit #.
+    let mut seq = 0u16;
+    for (event, ts) in [(7u8, 8000u32), (11, 16000)] {
+        for packet in plan_event(event, 10, 200, 8000, 20) {
+            let mut p = vec![0x80, if packet.marker { 0x80 | 101 } else { 101 }];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&(ts + packet.timestamp_offset).to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 7]);
+            p.extend_from_slice(&packet.payload.to_bytes());
+            a.send_to(&p, relay_a).unwrap();
+            seq += 1;
+        }
+        // An audio packet is not an event.
+        a.send_to(&[0x80, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0, 7, 0xFF, 0xFF, 0xFF, 0xFF], relay_a).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while events.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = events.lock().unwrap().clone();
+    let expected =
+        |digit| MediaEvent::Dtmf { side: Side::A, digit, duration: Duration::from_millis(200), end_seen: true };
+    assert_eq!(got, vec![expected('7'), expected('#')]);
+}

@@ -81,7 +81,10 @@ impl CdrBuilder {
                 );
                 None
             }
-            CallEventKind::Ringing | CallEventKind::Quality { .. } | CallEventKind::QualityAlert { .. } => None,
+            CallEventKind::Ringing
+            | CallEventKind::Quality { .. }
+            | CallEventKind::QualityAlert { .. }
+            | CallEventKind::Dtmf { .. } => None,
             CallEventKind::Answered => {
                 if let Some(p) = self.open.get_mut(&ev.call) {
                     p.answered_at_ms.get_or_insert(ev.at_ms);

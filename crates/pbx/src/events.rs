@@ -81,6 +81,68 @@ pub struct LegQuality {
     pub mos: Option<f64>,
 }
 
+/// How a DTMF digit was signalled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtmfMethod {
+    /// RFC 4733 telephone-events in the RTP stream.
+    Rfc4733,
+    /// SIP INFO (`application/dtmf-relay` or `application/dtmf`).
+    SipInfo,
+    /// Tones in the audio.
+    InBand,
+}
+
+impl DtmfMethod {
+    /// Name for logs and APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DtmfMethod::Rfc4733 => "rfc4733",
+            DtmfMethod::SipInfo => "info",
+            DtmfMethod::InBand => "inband",
+        }
+    }
+}
+
+/// Reads a DTMF digit from a SIP INFO body: `application/dtmf-relay` (`Signal=5` and
+/// `Duration=160` lines, the de facto format) or `application/dtmf` (the digit alone). Returns
+/// the digit and its duration in ms (0 if not given); `None` for anything else.
+pub fn dtmf_from_info(content_type: &str, body: &[u8]) -> Option<(char, u32)> {
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    let text = std::str::from_utf8(body).ok()?;
+    let digit_of = |s: &str| {
+        let s = s.trim();
+        let mut chars = s.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) if c.is_ascii_digit() || matches!(c.to_ascii_uppercase(), '*' | '#' | 'A'..='D') => {
+                Some(c.to_ascii_uppercase())
+            }
+            // Some phones send the RFC 4733 event code: 10 = *, 11 = #.
+            _ => match s {
+                "10" => Some('*'),
+                "11" => Some('#'),
+                _ => None,
+            },
+        }
+    };
+    if media_type.eq_ignore_ascii_case("application/dtmf-relay") {
+        let mut digit = None;
+        let mut duration = 0;
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once('=') else { continue };
+            match key.trim().to_ascii_lowercase().as_str() {
+                "signal" => digit = digit_of(value),
+                "duration" => duration = value.trim().parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        digit.map(|d| (d, duration))
+    } else if media_type.eq_ignore_ascii_case("application/dtmf") {
+        digit_of(text).map(|d| (d, 0))
+    } else {
+        None
+    }
+}
+
 /// Media counters of a call, from the relay.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct MediaCounters {
@@ -120,6 +182,17 @@ pub enum CallEventKind {
         a: LegQuality,
         /// The callee's leg.
         b: LegQuality,
+    },
+    /// A DTMF digit from one leg, with its duration.
+    Dtmf {
+        /// From the caller's leg (else the callee's).
+        caller_leg: bool,
+        /// `0-9`, `*`, `#`, `A-D`.
+        digit: char,
+        /// How long it was held, ms (0 when the method does not say).
+        duration_ms: u32,
+        /// How it came.
+        method: DtmfMethod,
     },
     /// A leg's MOS stayed under the configured threshold for two intervals in a row. Raised
     /// once per leg and call, again only after the leg has recovered.
@@ -201,6 +274,20 @@ mod tests {
 
     fn leg(mos: Option<f64>) -> LegQuality {
         LegQuality { mos, ..LegQuality::default() }
+    }
+
+    #[test]
+    fn dtmf_in_info_bodies() {
+        let relay = "application/dtmf-relay";
+        assert_eq!(dtmf_from_info(relay, b"Signal=5\r\nDuration=160\r\n"), Some(('5', 160)));
+        assert_eq!(dtmf_from_info("Application/DTMF-Relay; charset=x", b"signal= #\nduration=250"), Some(('#', 250)));
+        assert_eq!(dtmf_from_info(relay, b"Signal=11\r\nDuration=100\r\n"), Some(('#', 100)));
+        assert_eq!(dtmf_from_info(relay, b"Signal=a\r\n"), Some(('A', 0)));
+        assert_eq!(dtmf_from_info("application/dtmf", b"7"), Some(('7', 0)));
+        assert_eq!(dtmf_from_info(relay, b"Signal=x\r\nDuration=1\r\n"), None);
+        assert_eq!(dtmf_from_info(relay, b"Duration=1\r\n"), None);
+        assert_eq!(dtmf_from_info("application/sdp", b"Signal=1"), None);
+        assert_eq!(dtmf_from_info(relay, &[0xFF, 0xFE]), None);
     }
 
     #[test]

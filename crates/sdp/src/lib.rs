@@ -22,6 +22,30 @@ pub struct MediaEndpoint {
     pub rtcp: SocketAddr,
     /// RTCP multiplexed on the RTP port (`a=rtcp-mux`, RFC 5761).
     pub rtcp_mux: bool,
+    /// The RFC 4733 telephone-event payload types it declares (`a=rtpmap:N telephone-event/R`),
+    /// the first two.
+    pub telephone_events: [Option<TelephoneEvent>; 2],
+}
+
+/// A telephone-event payload type and its clock rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TelephoneEvent {
+    /// RTP payload type.
+    pub payload_type: u8,
+    /// Clock rate (Hz) its timestamps and durations count in.
+    pub clock_rate: u32,
+}
+
+/// Reads `a=rtpmap:N telephone-event/RATE` values.
+fn telephone_event(rtpmap: &str) -> Option<TelephoneEvent> {
+    let (pt, encoding) = rtpmap.trim().split_once(char::is_whitespace)?;
+    let mut parts = encoding.trim().split('/');
+    if !parts.next()?.eq_ignore_ascii_case("telephone-event") {
+        return None;
+    }
+    let payload_type = pt.parse::<u8>().ok().filter(|&pt| pt < 128)?;
+    let clock_rate = parts.next().and_then(|r| r.parse().ok()).unwrap_or(8000);
+    Some(TelephoneEvent { payload_type, clock_rate })
 }
 
 /// The relay's address on the leg an SDP is sent to.
@@ -120,9 +144,17 @@ fn endpoint_of(session: &Session, idx: usize) -> Result<Option<MediaEndpoint>, S
     let rtp = SocketAddr::new(ip, media.port);
     let mut rtcp = SocketAddr::new(ip, media.port.wrapping_add(1));
     let mut rtcp_mux = false;
+    let mut telephone_events = [None; 2];
+    let mut found = 0;
     for a in &media.attributes {
         if a.attribute.eq_ignore_ascii_case("rtcp-mux") {
             rtcp_mux = true;
+        } else if a.attribute.eq_ignore_ascii_case("rtpmap")
+            && let Some(event) = a.value.as_deref().and_then(telephone_event)
+            && found < 2
+        {
+            telephone_events[found] = Some(event);
+            found += 1;
         } else if a.attribute.eq_ignore_ascii_case("rtcp")
             && let Some(v) = &a.value
         {
@@ -137,7 +169,7 @@ fn endpoint_of(session: &Session, idx: usize) -> Result<Option<MediaEndpoint>, S
     if rtcp_mux {
         rtcp = rtp;
     }
-    Ok(Some(MediaEndpoint { rtp, rtcp, rtcp_mux }))
+    Ok(Some(MediaEndpoint { rtp, rtcp, rtcp_mux, telephone_events }))
 }
 
 /// Rewrites `sdp`, received from one leg, for the other leg whose relay address is
@@ -203,6 +235,21 @@ mod tests {
     }
 
     #[test]
+    fn telephone_event_rtpmaps() {
+        assert_eq!(
+            telephone_event("96 telephone-event/48000"),
+            Some(TelephoneEvent { payload_type: 96, clock_rate: 48000 })
+        );
+        assert_eq!(
+            telephone_event("101 TELEPHONE-EVENT"),
+            Some(TelephoneEvent { payload_type: 101, clock_rate: 8000 })
+        );
+        assert_eq!(telephone_event("0 PCMU/8000"), None);
+        assert_eq!(telephone_event("200 telephone-event/8000"), None);
+        assert_eq!(telephone_event("x"), None);
+    }
+
+    #[test]
     fn offer_is_anchored_and_scrubbed() {
         let mut o = OriginState::new(42);
         let (body, peer) = anchored(OFFER, "203.0.113.1", 30000, &mut o);
@@ -210,6 +257,7 @@ mod tests {
         assert_eq!(peer.rtp, "192.0.2.10:49170".parse().unwrap());
         assert_eq!(peer.rtcp, "192.0.2.10:49171".parse().unwrap());
         assert!(!peer.rtcp_mux);
+        assert_eq!(peer.telephone_events, [Some(TelephoneEvent { payload_type: 101, clock_rate: 8000 }), None]);
         assert!(body.contains("c=IN IP4 203.0.113.1\r\n"), "{body}");
         assert!(body.contains("m=audio 30000 RTP/AVP 0 8 101\r\n"), "{body}");
         assert!(body.contains("m=video 0 RTP/AVP 31\r\n"), "{body}");

@@ -45,6 +45,8 @@ pub enum CallMsg {
     Response(Box<(Response, ResponseInfo)>),
     /// A send of this transaction failed.
     SendError(TxId),
+    /// The relay noticed something in the call's media (a DTMF digit).
+    Media(media::MediaEvent),
     /// Switchboard is stopping.
     Shutdown,
 }

@@ -42,6 +42,14 @@ impl EventBus {
                 b_mos = b.mos,
                 "call quality"
             ),
+            CallEventKind::Dtmf { caller_leg, digit, duration_ms, method } => info!(
+                call = %ev.call,
+                leg = if *caller_leg { "caller" } else { "callee" },
+                digit = %digit,
+                duration_ms = duration_ms,
+                method = method.as_str(),
+                "dtmf"
+            ),
             CallEventKind::QualityAlert { caller_leg, mos, threshold } => warn!(
                 call = %ev.call,
                 leg = if *caller_leg { "caller" } else { "callee" },

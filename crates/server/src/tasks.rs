@@ -8,7 +8,7 @@ use bytes::Bytes;
 use pbx::Now;
 use pbx::call::{Call, CallOutput, MediaAnchors, MediaCommand, NewCall, Side};
 use pbx::cdr::CdrBuilder;
-use pbx::events::{CallEvent, CallEventKind, LegQuality, MediaCounters, QualityAlerts};
+use pbx::events::{CallEvent, CallEventKind, DtmfMethod, LegQuality, MediaCounters, QualityAlerts};
 use pbx::ids::IdGen;
 use pbx::location::{Binding, BindingChange};
 use sdp::Anchor;
@@ -116,6 +116,13 @@ pub fn start_call(ctx: &Arc<Core>, nc: NewCall, now: Now) {
     let call = Call::new(nc, anchors, ctx.call_cfg.clone(), ids, now);
     let (tx, rx) = mpsc::unbounded_channel();
     ctx.calls.insert(&call.sip_call_ids(), tx.clone());
+    let media_tx = tx.clone();
+    let sink: media::EventSink = Arc::new(move |ev| {
+        let _ = media_tx.send(CallMsg::Media(ev));
+    });
+    if let Err(e) = session.set_event_sink(sink) {
+        warn!(error = %e, "relay refused the media event sink");
+    }
     let span = info_span!("call", id = %call.id(), tenant = call.tenant_id());
     tokio::spawn(run_call(call, session, rx, tx, ctx.clone()).instrument(span));
 }
@@ -149,11 +156,18 @@ async fn run_call(
                     ctx.transports.send(flow, bytes, on_error);
                 }
                 CallOutput::Media(MediaCommand::SetPeer { side: s, peer }) => {
+                    let events: Vec<media::TelephoneEventType> = peer
+                        .telephone_events
+                        .iter()
+                        .flatten()
+                        .map(|t| media::TelephoneEventType { payload_type: t.payload_type, clock_rate: t.clock_rate })
+                        .collect();
                     let peer = media::PeerMedia { rtp: peer.rtp, rtcp: Some(peer.rtcp), rtcp_mux: peer.rtcp_mux };
-                    if let Some(session) = &session
-                        && let Err(e) = session.set_peer(side(s), peer)
-                    {
-                        warn!(error = %e, "relay refused a peer address");
+                    if let Some(session) = &session {
+                        if let Err(e) = session.set_peer(side(s), peer) {
+                            warn!(error = %e, "relay refused a peer address");
+                        }
+                        let _ = session.set_telephone_events(side(s), &events);
                     }
                 }
                 CallOutput::Event(ev) => {
@@ -188,6 +202,15 @@ async fn run_call(
                         call.handle_response(resp, info, n);
                     }
                     Some(CallMsg::SendError(tx)) => call.handle_send_error(tx, n),
+                    Some(CallMsg::Media(media::MediaEvent::Dtmf { side: from, digit, duration, .. })) => {
+                        let kind = CallEventKind::Dtmf {
+                            caller_leg: from == media::Side::A,
+                            digit,
+                            duration_ms: u32::try_from(duration.as_millis()).unwrap_or(u32::MAX),
+                            method: DtmfMethod::Rfc4733,
+                        };
+                        ctx.events.publish(CallEvent { call: call.id(), tenant_id: call.tenant_id(), at_ms: n.unix_ms, kind });
+                    }
                     Some(CallMsg::Shutdown) => call.shutdown(n),
                     None => break,
                 }

@@ -84,7 +84,9 @@ fn init_logging(cfg: &Config, format: Option<LogFormat>) {
         Some(f) => f == LogFormat::Json,
         None => cfg.log.format == "json",
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a terminal: a log file or journal gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if json {
         builder.json().with_current_span(true).init();
     } else {

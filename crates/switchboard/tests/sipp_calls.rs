@@ -243,3 +243,35 @@ fn unknown_and_unregistered_callees() {
         );
     }
 }
+
+#[test]
+fn dtmf_by_rfc4733_and_sip_info_reach_call_control() {
+    let server = Server::start(Setup::default());
+    let dir = TempDir::new("dtmf");
+    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
+    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
+    let (uas_port, uas_media, uac_media) = (peers.first(), media.port(0), media.port(4));
+    register(&server, &dir.0, "1002", uas_port);
+    let uas = callee("uas_info.xml", uas_port, uas_media, 1);
+    let out = caller("uac_dtmf.xml", &server, caller_csv(&dir.0, 1, "1002"), 1, 1.0, uac_media);
+    let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
+    assert!(out.all_succeeded(), "caller:\n{out}");
+    assert!(uas_out.all_succeeded(), "callee:\n{uas_out}");
+    server.wait_cdrs(1, Duration::from_secs(10));
+    let log = server.log();
+    // The callee echoes its RTP (-rtp_echo), events included: count the caller's digits.
+    let digits: Vec<&str> = log.lines().filter(|l| l.contains(" dtmf ") && l.contains("leg=\"caller\"")).collect();
+    // Digit 1 as RFC 4733 events: 2,240 units at 8 kHz = 280 ms, from the caller.
+    assert!(
+        digits.iter().any(|l| l.contains("digit=1") && l.contains("duration_ms=280") && l.contains("rfc4733")),
+        "no RFC 4733 digit 1 of 280 ms:\n{}",
+        digits.join("\n")
+    );
+    // Digit 5 by SIP INFO, 160 ms.
+    assert!(
+        digits.iter().any(|l| l.contains("digit=5") && l.contains("duration_ms=160") && l.contains("info")),
+        "no INFO digit 5:\n{}",
+        digits.join("\n")
+    );
+    assert_eq!(digits.len(), 2, "{}", digits.join("\n"));
+}

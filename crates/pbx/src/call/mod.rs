@@ -38,7 +38,7 @@ use self::dialog::{Dialog, decorate_response, without_tag};
 use crate::Now;
 use crate::auth::Authenticated;
 use crate::directory::{Tenant, User};
-use crate::events::{CallEvent, CallEventKind, CallId, Disposition, Initiator};
+use crate::events::{CallEvent, CallEventKind, CallId, Disposition, DtmfMethod, Initiator};
 use crate::flow::Flow;
 use crate::ids::IdGen;
 use crate::location::Binding;
@@ -1122,7 +1122,18 @@ impl Call {
         }
         match req.method {
             Method::Bye => self.on_bye(side, &req, &info, flow, now),
-            Method::Invite | Method::Update | Method::Info | Method::Options | Method::Message => {
+            Method::Info => {
+                let content_type = req.headers.get(&HeaderName::ContentType).map(|v| v.to_string()).unwrap_or_default();
+                if let Some((digit, duration_ms)) = crate::events::dtmf_from_info(&content_type, &req.body) {
+                    let caller_leg = side == Side::A;
+                    self.event(
+                        now,
+                        CallEventKind::Dtmf { caller_leg, digit, duration_ms, method: DtmfMethod::SipInfo },
+                    );
+                }
+                self.relay(side, req, info, flow, now)
+            }
+            Method::Invite | Method::Update | Method::Options | Method::Message => {
                 self.relay(side, req, info, flow, now)
             }
             Method::Prack => self.answer(&req, &info, side, flow, 481, now),

@@ -335,6 +335,7 @@ fn answered_call_then_caller_hangs_up() {
             CallEventKind::Answered => "answered",
             CallEventKind::Ended { .. } => "ended",
             CallEventKind::Quality { .. } | CallEventKind::QualityAlert { .. } => "quality",
+            CallEventKind::Dtmf { .. } => "dtmf",
         })
         .collect();
     assert_eq!(kinds, ["created", "ringing", "answered", "ended"]);
