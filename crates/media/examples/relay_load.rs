@@ -813,6 +813,7 @@ fn churn_config(args: &Args) -> RelayConfig {
         coalesce: args.coalesce,
         reuse_after: args.reuse_after,
         max_idle_sockets: args.max_idle,
+        inband_dtmf: true,
     }
 }
 

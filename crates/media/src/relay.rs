@@ -81,8 +81,10 @@ pub enum MediaEvent {
         digit: char,
         /// How long it was held.
         duration: Duration,
-        /// Whether its end packet arrived (false: ended by the next digit).
+        /// Whether its end was seen (false: an RFC 4733 digit ended by the next one).
         end_seen: bool,
+        /// Heard as tones in the audio rather than sent as RFC 4733 events.
+        in_band: bool,
     },
 }
 
@@ -131,6 +133,10 @@ pub struct RelayConfig {
     /// open-files limit (`RLIMIT_NOFILE`) at start, so that idle sockets cannot starve the
     /// rest of the process of descriptors. Defaults to 16384.
     pub max_idle_sockets: usize,
+    /// Listen for in-band DTMF tones in the G.711 audio of a side that declared no
+    /// telephone-event payload type (it can only send digits as tones). Costs about 3 µs per
+    /// 20 ms packet of such a side. Defaults to on.
+    pub inband_dtmf: bool,
 }
 
 impl Default for RelayConfig {
@@ -144,6 +150,7 @@ impl Default for RelayConfig {
             coalesce: Duration::from_millis(1),
             reuse_after: Duration::from_secs(2),
             max_idle_sockets: 16384,
+            inband_dtmf: true,
         }
     }
 }
@@ -297,6 +304,7 @@ impl Relay {
             relatch_after: cfg.relatch_after,
             coalesce: cfg.coalesce,
             max_idle_pairs: cfg.max_idle_sockets.min(fd_share) / 2 / n,
+            inband_dtmf: cfg.inband_dtmf,
         };
         // Dropping `inner` on an error below stops the workers already started.
         let mut inner = RelayInner {

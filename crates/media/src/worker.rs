@@ -63,6 +63,8 @@ use crate::router::{Action, DropReason, Kind, Router, side_index};
 use crate::stats::{RxTally, SharedStats};
 use crate::sys::{BATCH, RecvBatch, SendBatch};
 use crate::{EventSink, MediaEvent, PeerMedia, Side, TelephoneEventType};
+use audio::dtmf::{DtmfDetector, DtmfEvent};
+use audio::g711::Law;
 use audio::telephone_event::{EventNotice, EventPayload, EventReceiver, digit_for_event};
 
 const WAKER: Token = Token(usize::MAX);
@@ -287,6 +289,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) coalesce: Duration,
     /// Idle pairs the worker keeps at most.
     pub(crate) max_idle_pairs: usize,
+    /// Detect in-band DTMF on sides without telephone-events.
+    pub(crate) inband_dtmf: bool,
 }
 
 /// Starts worker thread `index`. `discarded` counts datagrams read on idle sockets.
@@ -330,15 +334,20 @@ struct Session {
     dtmf: DtmfWatch,
 }
 
-/// RFC 4733 digits in a session's RTP.
+/// DTMF digits in a session's RTP: RFC 4733 events, or tones in G.711 audio from a side that
+/// declared no telephone-event type.
 #[derive(Default)]
 struct DtmfWatch {
     /// Telephone-event types declared by side A and side B.
     types: [[Option<TelephoneEventType>; 2]; 2],
     /// One receiver per sending side.
     receivers: [EventReceiver; 2],
+    /// In-band detectors per sending side, when listening for tones.
+    tones: [Option<Box<DtmfDetector>>; 2],
     sink: Option<EventSink>,
     notices: Vec<EventNotice>,
+    samples: Vec<i16>,
+    digits: Vec<DtmfEvent>,
 }
 
 impl DtmfWatch {
@@ -347,20 +356,61 @@ impl DtmfWatch {
         self.types.iter().flatten().flatten().find(|t| t.payload_type == pt).map(|t| t.clock_rate)
     }
 
+    /// `side` declared these telephone-event types; with none (and `inband` on), its G.711
+    /// audio is listened to for tones.
+    fn set_types(&mut self, side: Side, types: [Option<TelephoneEventType>; 2], inband: bool) {
+        let i = side_index(side);
+        self.types[i] = types;
+        let want_tones = inband && types == [None; 2];
+        if want_tones != self.tones[i].is_some() {
+            self.tones[i] = want_tones.then(|| Box::new(DtmfDetector::default()));
+        }
+    }
+
     /// An RTP packet from `side`; reports the digits that ended.
     fn on_rtp(&mut self, side: Side, packet: &[u8]) {
-        if packet.len() < 16 || self.sink.is_none() || self.types == [[None; 2]; 2] {
+        if packet.len() < 13 || self.sink.is_none() {
             return;
         }
         let pt = packet[1] & 0x7F;
-        let Some(rate) = self.rate_of(pt) else { return };
+        let law = match pt {
+            0 => Some(Law::Ulaw),
+            8 => Some(Law::Alaw),
+            _ => None,
+        };
+        let rate = self.rate_of(pt);
+        let listening = law.is_some() && self.tones[side_index(side)].is_some();
+        if rate.is_none() && !listening {
+            return;
+        }
         // Skip CSRCs and a header extension, if any.
         let mut offset = 12 + 4 * usize::from(packet[0] & 0x0F);
         if packet[0] & 0x10 != 0 {
             let Some(ext) = packet.get(offset + 2..offset + 4) else { return };
             offset += 4 + 4 * usize::from(u16::from_be_bytes([ext[0], ext[1]]));
         }
-        let Some(payload) = packet.get(offset..).and_then(|p| EventPayload::parse(p).ok()) else { return };
+        let Some(body) = packet.get(offset..) else { return };
+        // Padding (RFC 3550 §5.1): the last byte counts it.
+        let body = if packet[0] & 0x20 != 0 {
+            let pad = usize::from(body.last().copied().unwrap_or(0));
+            &body[..body.len().saturating_sub(pad)]
+        } else {
+            body
+        };
+        if let (Some(law), Some(detector)) = (law, self.tones[side_index(side)].as_mut()) {
+            law.decode(body, &mut self.samples);
+            self.digits.clear();
+            detector.push(&self.samples, &mut self.digits);
+            for digit in &self.digits {
+                if let (DtmfEvent::Ended { digit, duration, .. }, Some(sink)) = (*digit, &self.sink) {
+                    let duration = Duration::from_micros(duration * 125);
+                    sink(MediaEvent::Dtmf { side, digit, duration, end_seen: true, in_band: true });
+                }
+            }
+            return;
+        }
+        let Some(rate) = rate else { return };
+        let Ok(payload) = EventPayload::parse(body) else { return };
         let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
         self.notices.clear();
         self.receivers[side_index(side)].receive(timestamp, payload, &mut self.notices);
@@ -369,7 +419,7 @@ impl DtmfWatch {
                 && let (Some(digit), Some(sink)) = (digit_for_event(event), &self.sink)
             {
                 let duration = Duration::from_micros(u64::from(duration) * 1_000_000 / u64::from(rate.max(1)));
-                sink(MediaEvent::Dtmf { side, digit, duration, end_seen });
+                sink(MediaEvent::Dtmf { side, digit, duration, end_seen, in_band: false });
             }
         }
     }
@@ -596,7 +646,7 @@ impl Worker {
             }
             Command::SetTelephoneEvents(id, side, types) => {
                 if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get_mut(i)) {
-                    s.dtmf.types[side_index(side)] = types;
+                    s.dtmf.set_types(side, types, self.cfg.inband_dtmf);
                 }
             }
             Command::Close(ids) => {

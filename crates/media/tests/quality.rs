@@ -141,7 +141,12 @@ fn rfc4733_digits_are_reported_with_their_duration() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let got = events.lock().unwrap().clone();
-    let expected =
-        |digit| MediaEvent::Dtmf { side: Side::A, digit, duration: Duration::from_millis(200), end_seen: true };
+    let expected = |digit| MediaEvent::Dtmf {
+        side: Side::A,
+        digit,
+        duration: Duration::from_millis(200),
+        end_seen: true,
+        in_band: false,
+    };
     assert_eq!(got, vec![expected('7'), expected('#')]);
 }

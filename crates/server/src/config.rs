@@ -169,6 +169,8 @@ pub struct MediaSection {
     pub quality_interval_secs: u64,
     /// MOS under which a leg raises a quality alert (after two intervals in a row; 0: never).
     pub mos_alert_threshold: f64,
+    /// Listen for DTMF tones in the G.711 audio of legs that declared no telephone-event.
+    pub inband_dtmf: bool,
 }
 
 impl Default for MediaSection {
@@ -180,6 +182,7 @@ impl Default for MediaSection {
             workers: 0,
             quality_interval_secs: 5,
             mos_alert_threshold: 3.5,
+            inband_dtmf: true,
         }
     }
 }

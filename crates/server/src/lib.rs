@@ -128,6 +128,7 @@ pub async fn serve(cfg: Config, opts: ServeOptions, shutdown: impl Future<Output
         port_max: cfg.media.rtp_ports[1],
         workers: cfg.media.workers,
         dscp: (cfg.media.dscp > 0).then_some(cfg.media.dscp),
+        inband_dtmf: cfg.media.inband_dtmf,
         ..media::RelayConfig::default()
     })
     .map_err(ServeError::Relay)?;

@@ -202,12 +202,12 @@ async fn run_call(
                         call.handle_response(resp, info, n);
                     }
                     Some(CallMsg::SendError(tx)) => call.handle_send_error(tx, n),
-                    Some(CallMsg::Media(media::MediaEvent::Dtmf { side: from, digit, duration, .. })) => {
+                    Some(CallMsg::Media(media::MediaEvent::Dtmf { side: from, digit, duration, in_band, .. })) => {
                         let kind = CallEventKind::Dtmf {
                             caller_leg: from == media::Side::A,
                             digit,
                             duration_ms: u32::try_from(duration.as_millis()).unwrap_or(u32::MAX),
-                            method: DtmfMethod::Rfc4733,
+                            method: if in_band { DtmfMethod::InBand } else { DtmfMethod::Rfc4733 },
                         };
                         ctx.events.publish(CallEvent { call: call.id(), tenant_id: call.tenant_id(), at_ms: n.unix_ms, kind });
                     }

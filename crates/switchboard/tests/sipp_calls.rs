@@ -275,3 +275,110 @@ fn dtmf_by_rfc4733_and_sip_info_reach_call_control() {
     );
     assert_eq!(digits.len(), 2, "{}", digits.join("\n"));
 }
+
+/// A pcap of PCMA RTP, 20 ms packets, playing `digits` as DTMF tones (100 ms each, 100 ms of
+/// silence between), for SIPp's `play_pcap_audio`.
+fn dtmf_tones_pcap(path: &Path, digits: &str) {
+    use audio::g711::Law;
+    use audio::tone::{ToneGenerator, dtmf_spec};
+    let mut samples = vec![0i16; 800];
+    for digit in digits.chars() {
+        let mut tone = vec![0i16; 800];
+        ToneGenerator::new(&dtmf_spec(digit, 100).unwrap(), 8000).fill(&mut tone);
+        samples.extend(tone);
+        samples.extend([0i16; 800]);
+    }
+    let mut pcap = Vec::new();
+    pcap.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    pcap.extend_from_slice(&2u16.to_le_bytes());
+    pcap.extend_from_slice(&4u16.to_le_bytes());
+    for word in [0u32, 0, 65535, 1] {
+        pcap.extend_from_slice(&word.to_le_bytes());
+    }
+    let mut payload = Vec::new();
+    for (i, frame) in samples.chunks(160).enumerate() {
+        Law::Alaw.encode(frame, &mut payload);
+        let mut rtp = vec![0x80, 8];
+        rtp.extend_from_slice(&(i as u16).to_be_bytes());
+        rtp.extend_from_slice(&((i * 160) as u32).to_be_bytes());
+        rtp.extend_from_slice(&0x5eed_0001u32.to_be_bytes());
+        rtp.extend_from_slice(&payload);
+        let udp_len = 8 + rtp.len();
+        let ip_len = 20 + udp_len;
+        let mut frame_bytes = vec![0u8; 12];
+        frame_bytes.extend_from_slice(&[0x08, 0x00]);
+        frame_bytes.extend_from_slice(&[0x45, 0, (ip_len >> 8) as u8, ip_len as u8, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+        frame_bytes.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
+        frame_bytes.extend_from_slice(&[0x0f, 0xa0, 0x13, 0x88, (udp_len >> 8) as u8, udp_len as u8, 0, 0]);
+        frame_bytes.extend_from_slice(&rtp);
+        let micros = i as u32 * 20_000;
+        for word in [micros / 1_000_000, micros % 1_000_000, frame_bytes.len() as u32, frame_bytes.len() as u32] {
+            pcap.extend_from_slice(&word.to_le_bytes());
+        }
+        pcap.extend_from_slice(&frame_bytes);
+    }
+    std::fs::write(path, pcap).unwrap();
+}
+
+#[test]
+fn in_band_dtmf_tones_are_heard_on_a_leg_without_telephone_events() {
+    let server = Server::start(Setup::default());
+    let dir = TempDir::new("inband");
+    let pcap = dir.0.join("tones.pcap");
+    dtmf_tones_pcap(&pcap, "4#9");
+    // uac.xml (PCMA only, no telephone-event), playing the tones instead of speech.
+    let text = std::fs::read_to_string(scenario("uac.xml"))
+        .unwrap()
+        .replace("/usr/share/sip-tester/g711a.pcap", &pcap.display().to_string());
+    let uac = dir.0.join("uac_tones.xml");
+    std::fs::write(&uac, text).unwrap();
+    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
+    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
+    let (uas_port, uas_media, uac_media) = (peers.first(), media.port(0), media.port(4));
+    register(&server, &dir.0, "1002", uas_port);
+    let uas = callee("uas.xml", uas_port, uas_media, 1);
+    let mut o = opts("uac.xml", Some(server.sip));
+    o.scenario = Scenario::File(uac);
+    o.inf = vec![caller_csv(&dir.0, 1, "1002")];
+    o.calls = Some(1);
+    o.media_port = Some(uac_media);
+    o.timeout = Duration::from_secs(60);
+    let out = Sipp::run(o).unwrap();
+    let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
+    assert!(out.all_succeeded(), "caller:\n{out}");
+    assert!(uas_out.all_succeeded(), "callee:\n{uas_out}");
+    server.wait_cdrs(1, Duration::from_secs(10));
+    let log = server.log();
+    let heard: Vec<&str> =
+        log.lines().filter(|l| l.contains(" dtmf ") && l.contains("leg=\"caller\"") && l.contains("inband")).collect();
+    let digits: String =
+        heard.iter().filter_map(|l| l.split("digit=").nth(1).and_then(|rest| rest.chars().next())).collect();
+    assert_eq!(digits, "4#9", "{}", heard.join("\n"));
+    for line in &heard {
+        let ms: u32 =
+            line.split("duration_ms=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap();
+        assert!((75..=115).contains(&ms), "tone of 100 ms heard as {ms} ms: {line}");
+    }
+}
+
+#[test]
+fn no_dtmf_heard_in_recorded_speech() {
+    // Talk-off on real speech: SIPp's PCMA recording (30 ms packets), decoded and fed to the
+    // detector the relay uses, finds no digit.
+    let pcap = std::fs::read("/usr/share/sip-tester/g711a.pcap").expect("sip-tester not installed");
+    let mut samples = Vec::new();
+    let mut decoded = Vec::new();
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        let len = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+        let frame = &pcap[at + 16..(at + 16 + len).min(pcap.len())];
+        if frame.len() > 54 {
+            audio::g711::Law::Alaw.decode(&frame[54..], &mut decoded);
+            samples.extend_from_slice(&decoded);
+        }
+        at += 16 + len;
+    }
+    assert!(samples.len() > 8000 * 5, "only {} samples of speech", samples.len());
+    assert!(audio::analysis::rms(&samples) > 300.0, "the recording is not speech");
+    assert_eq!(audio::dtmf::detect_all(&samples), vec![]);
+}
