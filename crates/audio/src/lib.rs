@@ -5,6 +5,7 @@
 //! - [`tone`]: call-progress tones of the French, European and North American plans, DTMF pairs.
 //! - [`dtmf`]: in-band DTMF detection (Goertzel) with the ITU-T Q.24 duration, twist and level rules.
 //! - [`telephone_event`]: RFC 4733 telephone-event payloads, receiver and sender.
+//! - [`resample`]: 2:1 conversion between 8 and 16 kHz (windowed-sinc FIR), streaming.
 //! - [`analysis`]: level, power at a frequency, dominant frequency.
 //! - [`testsignal`]: reproducible noise, speech-like and music-like signals for tests.
 //!
@@ -15,6 +16,7 @@ pub mod analysis;
 pub mod dtmf;
 pub mod g711;
 pub mod g722;
+pub mod resample;
 pub mod telephone_event;
 pub mod testsignal;
 pub mod tone;

@@ -115,10 +115,11 @@ mod router;
 pub mod rtcp;
 mod stats;
 mod sys;
+pub mod transcode;
 mod worker;
 
 pub use relay::{
     EventSink, LocalPorts, MediaEvent, MediaSession, PeerMedia, Relay, RelayConfig, RelayError, Side,
-    TelephoneEventType,
+    TelephoneEventType, TranscodePlan,
 };
 pub use stats::{SessionStats, SideStats};

@@ -101,6 +101,15 @@ pub struct TelephoneEventType {
     pub clock_rate: u32,
 }
 
+/// Transcoding of a session, both directions (see [`crate::transcode`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TranscodePlan {
+    /// What side A sends and what side B must receive.
+    pub a_to_b: crate::transcode::DirectionPlan,
+    /// What side B sends and what side A must receive.
+    pub b_to_a: crate::transcode::DirectionPlan,
+}
+
 /// How the relay runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelayConfig {
@@ -544,6 +553,11 @@ impl MediaSession {
             *slot = Some(*t);
         }
         self.worker.send(Command::SetTelephoneEvents(self.id, side, kept), Wake::Lazy).map_err(|_| RelayError::ShutDown)
+    }
+
+    /// Transcodes the session's RTP from now on (`None`: relay it untouched again).
+    pub fn set_transcoding(&self, plan: Option<TranscodePlan>) -> Result<(), RelayError> {
+        self.worker.send(Command::SetTranscoding(self.id, plan), Wake::Prompt).map_err(|_| RelayError::ShutDown)
     }
 
     /// A snapshot of the session's counters.

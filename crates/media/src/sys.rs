@@ -228,6 +228,15 @@ mod linux {
             let truncated = hdr.msg_flags & libc::MSG_TRUNC != 0;
             (&self.bufs[i][..len], read_addr(&self.addrs[i], hdr.msg_namelen), truncated)
         }
+
+        /// The bytes of datagram `i`, to rewrite in place before they are sent.
+        pub(crate) fn get_mut(&mut self, i: usize) -> &mut [u8] {
+            if i >= self.len {
+                return &mut [];
+            }
+            let len = (self.hdrs[i].msg_len as usize).min(BUF_SIZE);
+            &mut self.bufs[i][..len]
+        }
     }
 
     /// Datagrams of the last [`RecvBatch`] queued to go out of one socket.
@@ -403,6 +412,14 @@ mod portable {
             }
             let (n, src) = self.meta[i];
             (&self.bufs[i][..n.min(BUF_SIZE)], src, n > BUF_SIZE)
+        }
+
+        pub(crate) fn get_mut(&mut self, i: usize) -> &mut [u8] {
+            if i >= self.len {
+                return &mut [];
+            }
+            let n = self.meta[i].0;
+            &mut self.bufs[i][..n.min(BUF_SIZE)]
         }
     }
 

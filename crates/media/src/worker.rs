@@ -62,7 +62,8 @@ use crate::quality::QualityMonitor;
 use crate::router::{Action, DropReason, Kind, Router, side_index};
 use crate::stats::{RxTally, SharedStats};
 use crate::sys::{BATCH, RecvBatch, SendBatch};
-use crate::{EventSink, MediaEvent, PeerMedia, Side, TelephoneEventType};
+use crate::transcode::Transcoder;
+use crate::{EventSink, MediaEvent, PeerMedia, Side, TelephoneEventType, TranscodePlan};
 use audio::dtmf::{DtmfDetector, DtmfEvent};
 use audio::g711::Law;
 use audio::telephone_event::{EventNotice, EventPayload, EventReceiver, digit_for_event};
@@ -152,6 +153,8 @@ pub(crate) enum Command {
     SetSink(u64, Sink),
     /// The telephone-event payload types a side declared.
     SetTelephoneEvents(u64, Side, [Option<TelephoneEventType>; 2]),
+    /// Transcode the session's RTP, or stop.
+    SetTranscoding(u64, Option<TranscodePlan>),
     /// Close idle pairs (removed from the idle set), returning their ports.
     Close(Vec<u64>),
     /// Close everything and end the thread.
@@ -332,6 +335,8 @@ struct Session {
     monitors: [QualityMonitor; 2],
     next_publish: Instant,
     dtmf: DtmfWatch,
+    /// Per sending side, when its RTP is transcoded for the other.
+    transcoders: [Option<Box<Transcoder>>; 2],
 }
 
 /// DTMF digits in a session's RTP: RFC 4733 events, or tones in G.711 audio from a side that
@@ -649,6 +654,16 @@ impl Worker {
                     s.dtmf.set_types(side, types, self.cfg.inband_dtmf);
                 }
             }
+            Command::SetTranscoding(id, plan) => {
+                if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get_mut(i)) {
+                    s.transcoders = match plan {
+                        Some(p) => {
+                            [Some(Box::new(Transcoder::new(p.a_to_b))), Some(Box::new(Transcoder::new(p.b_to_a)))]
+                        }
+                        None => [None, None],
+                    };
+                }
+            }
             Command::Close(ids) => {
                 for id in ids {
                     self.close_pair(id);
@@ -708,6 +723,7 @@ impl Worker {
             monitors: [QualityMonitor::new(now), QualityMonitor::new(now)],
             next_publish: now + QUALITY_PUBLISH,
             dtmf: DtmfWatch::default(),
+            transcoders: [None, None],
         });
         for (i, pair) in [a, b].into_iter().enumerate() {
             if let Some(p) = self.pairs.get_mut(pair) {
@@ -863,6 +879,13 @@ fn relay_batch(
         }
         match decision.action {
             Action::Forward { via, to } => {
+                if !decision.rtcp
+                    && let Some(t) = &mut session.transcoders[side_index(side)]
+                    && t.convert(io.recv.get_mut(i)).is_err()
+                {
+                    tally.dropped_invalid += 1;
+                    continue;
+                }
                 if via != via_current && !io.send.is_empty() {
                     flush(session, fds, io, to_side, via_current);
                 }

@@ -1,0 +1,110 @@
+//! The relay transcodes over real sockets: A speaks G.711 A-law, B G.722; each hears the
+//! other's tone in its own codec, with payload types remapped. Ports 41970..=41989.
+#![allow(clippy::unwrap_used)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use audio::analysis::dominant_frequency;
+use audio::g711::Law;
+use audio::g722::{G722Decoder, G722Encoder};
+use audio::tone::{ToneGenerator, ToneSpec};
+use media::transcode::{Codec, DirectionPlan};
+use media::{PeerMedia, Relay, RelayConfig, Side, TranscodePlan};
+
+const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn tone(freq: f64, rate: u32, ms: u32) -> Vec<i16> {
+    let spec = ToneSpec { components: vec![(freq, -10.0)], cadence_ms: vec![], repeat: true };
+    let mut samples = vec![0i16; (rate / 1000 * ms) as usize];
+    ToneGenerator::new(&spec, rate).fill(&mut samples);
+    samples
+}
+
+fn rtp(pt: u8, seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&[9, 9, 9, 9]);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Receives `n` datagrams on `s`.
+fn receive(s: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 2048];
+    (0..n).map(|_| s.recv_from(&mut buf).map(|(len, _)| buf[..len].to_vec()).unwrap()).collect()
+}
+
+#[test]
+fn pcma_and_g722_legs_hear_each_other() {
+    let relay = Relay::start(RelayConfig {
+        port_min: 41970,
+        port_max: 41989,
+        workers: 1,
+        dscp: None,
+        coalesce: Duration::ZERO,
+        ..RelayConfig::default()
+    })
+    .unwrap();
+    let session = relay.allocate(V4, V4).unwrap();
+    let a = UdpSocket::bind((V4, 0)).unwrap();
+    let b = UdpSocket::bind((V4, 0)).unwrap();
+    session.set_peer(Side::A, PeerMedia::muxed(a.local_addr().unwrap())).unwrap();
+    session.set_peer(Side::B, PeerMedia::muxed(b.local_addr().unwrap())).unwrap();
+    let plan = TranscodePlan {
+        a_to_b: DirectionPlan { from: (Codec::Pcma, 8), to: (Codec::G722, 9), telephone_event: Some((101, 96)) },
+        b_to_a: DirectionPlan { from: (Codec::G722, 9), to: (Codec::Pcma, 8), telephone_event: Some((96, 101)) },
+    };
+    session.set_transcoding(Some(plan)).unwrap();
+    let relay_a = SocketAddr::new(V4, session.local(Side::A).rtp);
+    let relay_b = SocketAddr::new(V4, session.local(Side::B).rtp);
+
+    // A → B: 1 kHz in A-law, 20 ms packets; B gets G.722.
+    let mut payload = Vec::new();
+    for (seq, chunk) in tone(1000.0, 8000, 400).chunks(160).enumerate() {
+        Law::Alaw.encode(chunk, &mut payload);
+        a.send_to(&rtp(8, seq as u16, &payload), relay_a).unwrap();
+    }
+    a.send_to(&rtp(0x80 | 101, 100, &[3, 0x0A, 0, 160]), relay_a).unwrap();
+    let got = receive(&b, 21);
+    let mut decoder = G722Decoder::new();
+    let mut wide = Vec::new();
+    for p in &got[..20] {
+        assert_eq!(p[1] & 0x7F, 9);
+        assert_eq!(p.len(), 12 + 160);
+        decoder.decode(&p[12..], &mut wide);
+    }
+    assert_eq!(got[20][1], 0x80 | 96, "telephone-event remapped");
+    let found = dominant_frequency(&wide[1600..], 16000);
+    assert!((found - 1000.0).abs() < 20.0, "B heard {found} Hz");
+
+    // B → A: 2 kHz in G.722; A gets A-law.
+    let mut encoder = G722Encoder::new();
+    for (seq, chunk) in tone(2000.0, 16000, 400).chunks(320).enumerate() {
+        payload.clear();
+        encoder.encode(chunk, &mut payload);
+        b.send_to(&rtp(9, seq as u16, &payload), relay_b).unwrap();
+    }
+    let got = receive(&a, 20);
+    let mut narrow = Vec::new();
+    let mut decoded = Vec::new();
+    for p in &got {
+        assert_eq!(p[1] & 0x7F, 8);
+        Law::Alaw.decode(&p[12..], &mut decoded);
+        narrow.extend_from_slice(&decoded);
+    }
+    let found = dominant_frequency(&narrow[800..], 8000);
+    assert!((found - 2000.0).abs() < 20.0, "A heard {found} Hz");
+
+    // A payload type the plan does not carry is not forwarded; transcoding off relays as is.
+    a.send_to(&rtp(18, 200, &[0; 20]), relay_a).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(session.stats().a.dropped_invalid, 1);
+    session.set_transcoding(None).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let plain = rtp(8, 201, &[0xD5; 160]);
+    a.send_to(&plain, relay_a).unwrap();
+    assert_eq!(receive(&b, 1), vec![plain]);
+}
