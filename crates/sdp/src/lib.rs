@@ -11,6 +11,10 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+mod formats;
+
+pub use formats::{Format, append_formats, audio_formats, set_formats};
+
 use sdp_types::{Attribute, Connection, Origin, Session};
 
 /// Where a party wants to receive media, read from its SDP.

@@ -171,6 +171,9 @@ pub struct MediaSection {
     pub mos_alert_threshold: f64,
     /// Listen for DTMF tones in the G.711 audio of legs that declared no telephone-event.
     pub inband_dtmf: bool,
+    /// Offer transcodable codecs (G.711 µ/A-law, G.722) to the answerer and transcode when the
+    /// legs share no codec.
+    pub transcoding: bool,
 }
 
 impl Default for MediaSection {
@@ -183,6 +186,7 @@ impl Default for MediaSection {
             quality_interval_secs: 5,
             mos_alert_threshold: 3.5,
             inband_dtmf: true,
+            transcoding: true,
         }
     }
 }

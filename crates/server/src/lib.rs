@@ -199,6 +199,7 @@ pub async fn serve(cfg: Config, opts: ServeOptions, shutdown: impl Future<Output
             timers,
             ring_timeout: Duration::from_secs(cfg.calls.ring_timeout_secs),
             user_agent: cfg.sip.server_name.clone(),
+            transcoding: cfg.media.transcoding,
         },
         media_timeout: (cfg.media.media_timeout_secs > 0).then(|| Duration::from_secs(cfg.media.media_timeout_secs)),
         quality_interval: (cfg.media.quality_interval_secs > 0)

@@ -155,6 +155,17 @@ async fn run_call(
                     });
                     ctx.transports.send(flow, bytes, on_error);
                 }
+                CallOutput::Media(MediaCommand::Transcode(spec)) => {
+                    if let Some(session) = &session {
+                        let plan = spec.as_ref().and_then(transcode_plan);
+                        if spec.is_some() && plan.is_none() {
+                            warn!(?spec, "codecs the relay cannot transcode");
+                        }
+                        if let Err(e) = session.set_transcoding(plan) {
+                            warn!(error = %e, "relay refused transcoding");
+                        }
+                    }
+                }
                 CallOutput::Media(MediaCommand::SetPeer { side: s, peer }) => {
                     let events: Vec<media::TelephoneEventType> = peer
                         .telephone_events
@@ -244,6 +255,17 @@ async fn run_call(
         }
     }
     ctx.calls.remove(&call_ids);
+}
+
+/// The relay's plan for what call control negotiated.
+fn transcode_plan(spec: &pbx::call::TranscodeSpec) -> Option<media::TranscodePlan> {
+    use media::transcode::{Codec, DirectionPlan};
+    let a = (Codec::from_rtpmap(&spec.a.encoding, spec.a.clock_rate)?, spec.a.payload_type);
+    let b = (Codec::from_rtpmap(&spec.b.encoding, spec.b.clock_rate)?, spec.b.payload_type);
+    Some(media::TranscodePlan {
+        a_to_b: DirectionPlan { from: a, to: b, telephone_event: spec.telephone_event },
+        b_to_a: DirectionPlan { from: b, to: a, telephone_event: spec.telephone_event.map(|(a, b)| (b, a)) },
+    })
 }
 
 /// One leg's quality as the relay last published it, with its MOS. The relay does not know

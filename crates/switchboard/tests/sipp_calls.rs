@@ -85,9 +85,14 @@ struct Capture {
 
 impl Capture {
     fn start(dir: &Path, filter: &str) -> Capture {
-        let file = dir.join("capture.pcap");
+        Capture::start_named(dir, "capture.pcap", filter)
+    }
+
+    /// A capture into `name`, in the classic pcap format.
+    fn start_named(dir: &Path, name: &str, filter: &str) -> Capture {
+        let file = dir.join(name);
         let mut child = Command::new("tshark")
-            .args(["-i", "lo", "-q", "-f", filter, "-w"])
+            .args(["-i", "lo", "-q", "-F", "pcap", "-f", filter, "-w"])
             .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -103,6 +108,14 @@ impl Capture {
             panic!("tshark exited: {status}");
         }
         Capture { child, file }
+    }
+
+    /// Stops the capture and gives the file.
+    fn finish(mut self) -> PathBuf {
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        self.file.clone()
     }
 
     fn packets(mut self) -> u64 {
@@ -279,7 +292,6 @@ fn dtmf_by_rfc4733_and_sip_info_reach_call_control() {
 /// A pcap of PCMA RTP, 20 ms packets, playing `digits` as DTMF tones (100 ms each, 100 ms of
 /// silence between), for SIPp's `play_pcap_audio`.
 fn dtmf_tones_pcap(path: &Path, digits: &str) {
-    use audio::g711::Law;
     use audio::tone::{ToneGenerator, dtmf_spec};
     let mut samples = vec![0i16; 800];
     for digit in digits.chars() {
@@ -288,6 +300,12 @@ fn dtmf_tones_pcap(path: &Path, digits: &str) {
         samples.extend(tone);
         samples.extend([0i16; 800]);
     }
+    pcma_pcap(path, &samples);
+}
+
+/// A pcap of `samples` (8 kHz) as PCMA RTP in 20 ms packets, for SIPp's `play_pcap_audio`.
+fn pcma_pcap(path: &Path, samples: &[i16]) {
+    use audio::g711::Law;
     let mut pcap = Vec::new();
     pcap.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     pcap.extend_from_slice(&2u16.to_le_bytes());
@@ -381,4 +399,90 @@ fn no_dtmf_heard_in_recorded_speech() {
     assert!(samples.len() > 8000 * 5, "only {} samples of speech", samples.len());
     assert!(audio::analysis::rms(&samples) > 300.0, "the recording is not speech");
     assert_eq!(audio::dtmf::detect_all(&samples), vec![]);
+}
+
+/// RTP payloads (payload type, bytes) of the UDP packets in a classic pcap of Ethernet frames.
+fn rtp_in_pcap(path: &Path) -> Vec<(u8, Vec<u8>)> {
+    let pcap = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        let len = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+        let frame = &pcap[at + 16..(at + 16 + len).min(pcap.len())];
+        if frame.len() > 54 {
+            out.push((frame[43] & 0x7F, frame[54..].to_vec()));
+        }
+        at += 16 + len;
+    }
+    out
+}
+
+#[test]
+fn callee_with_another_codec_is_transcoded_both_ways() {
+    use audio::analysis::dominant_frequency;
+    use audio::g711::Law;
+    use audio::tone::{ToneGenerator, ToneSpec};
+    let server = Server::start(Setup::default());
+    let dir = TempDir::new("transcode");
+    // The caller offers PCMA only and plays 1 kHz; the callee answers PCMU only and echoes.
+    let mut tone = vec![0i16; 8000 * 2];
+    let spec = ToneSpec { components: vec![(1000.0, -10.0)], cadence_ms: vec![], repeat: true };
+    ToneGenerator::new(&spec, 8000).fill(&mut tone);
+    let pcap = dir.0.join("tone.pcap");
+    pcma_pcap(&pcap, &tone);
+    let uac = dir.0.join("uac_tone.xml");
+    let text = std::fs::read_to_string(scenario("uac.xml"))
+        .unwrap()
+        .replace("/usr/share/sip-tester/g711a.pcap", &pcap.display().to_string());
+    std::fs::write(&uac, text).unwrap();
+    let uas_text = std::fs::read_to_string(scenario("uas.xml"))
+        .unwrap()
+        .replace("RTP/AVP 8", "RTP/AVP 0")
+        .replace("a=rtpmap:8 PCMA/8000", "a=rtpmap:0 PCMU/8000");
+    let uas_file = dir.0.join("uas_pcmu.xml");
+    std::fs::write(&uas_file, uas_text).unwrap();
+
+    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
+    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
+    let (uas_port, uas_media, uac_media) = (peers.first(), media.port(0), media.port(4));
+    register(&server, &dir.0, "1002", uas_port);
+    let mut o = opts("uas.xml", None);
+    o.scenario = Scenario::File(uas_file);
+    o.local_port = Some(uas_port);
+    o.media_port = Some(uas_media);
+    o.calls = Some(1);
+    o.timeout = Duration::from_secs(60);
+    o.extra_args = vec!["-rtp_echo".into()];
+    let uas = Sipp::spawn(o).unwrap();
+    let to_callee = Capture::start_named(&dir.0, "callee.pcap", &format!("udp and dst port {uas_media}"));
+    let to_caller = Capture::start_named(&dir.0, "caller.pcap", &format!("udp and dst port {uac_media}"));
+    let mut o = opts("uac.xml", Some(server.sip));
+    o.scenario = Scenario::File(uac);
+    o.inf = vec![caller_csv(&dir.0, 1, "1002")];
+    o.calls = Some(1);
+    o.media_port = Some(uac_media);
+    o.timeout = Duration::from_secs(60);
+    let out = Sipp::run(o).unwrap();
+    let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
+    assert!(out.all_succeeded(), "caller:\n{out}");
+    assert!(uas_out.all_succeeded(), "callee:\n{uas_out}");
+    let (callee_file, caller_file) = (to_callee.finish(), to_caller.finish());
+
+    for (file, pt, law, who) in [(callee_file, 0u8, Law::Ulaw, "callee"), (caller_file, 8, Law::Alaw, "caller")] {
+        let packets = rtp_in_pcap(&file);
+        assert!(packets.len() > 50, "{who} received {} packets", packets.len());
+        assert!(
+            packets.iter().all(|(p, _)| *p == pt),
+            "{who} got payload types {:?}",
+            packets.iter().map(|p| p.0).collect::<std::collections::BTreeSet<_>>()
+        );
+        let mut samples = Vec::new();
+        let mut decoded = Vec::new();
+        for (_, payload) in &packets {
+            law.decode(payload, &mut decoded);
+            samples.extend_from_slice(&decoded);
+        }
+        let found = dominant_frequency(&samples[800..], 8000);
+        assert!((found - 1000.0).abs() < 20.0, "{who} heard {found} Hz");
+    }
 }

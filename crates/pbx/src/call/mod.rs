@@ -52,6 +52,9 @@ pub struct CallConfig {
     pub ring_timeout: Duration,
     /// Text of our User-Agent and Server headers (empty: none).
     pub user_agent: String,
+    /// Offer the codecs the relay can transcode (G.711 µ/A-law, G.722) beside the offerer's,
+    /// and transcode when the answerer picks one of them.
+    pub transcoding: bool,
 }
 
 impl Default for CallConfig {
@@ -60,6 +63,7 @@ impl Default for CallConfig {
             timers: TimerConfig::default(),
             ring_timeout: Duration::from_secs(120),
             user_agent: format!("Switchboard/{}", env!("CARGO_PKG_VERSION")),
+            transcoding: true,
         }
     }
 }
@@ -93,7 +97,7 @@ pub struct MediaAnchors {
 }
 
 /// A command for the media relay.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MediaCommand {
     /// A leg said (in its SDP) where it receives media.
     SetPeer {
@@ -102,6 +106,40 @@ pub enum MediaCommand {
         /// Its media endpoint.
         peer: MediaEndpoint,
     },
+    /// Transcode between the legs as described, or stop (`None`).
+    Transcode(Option<TranscodeSpec>),
+}
+
+/// What each leg sends and receives when their codecs differ.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TranscodeSpec {
+    /// The caller's leg codec (its payload type numbering).
+    pub a: sdp::Format,
+    /// The callee's leg codec.
+    pub b: sdp::Format,
+    /// Telephone-event payload types (caller's, callee's), when both legs use them.
+    pub telephone_event: Option<(u8, u8)>,
+}
+
+/// Codecs the relay converts between (name, clock rate, static payload type).
+const TRANSCODABLE: [(&str, u32, u8); 3] = [("PCMU", 8000, 0), ("PCMA", 8000, 8), ("G722", 8000, 9)];
+
+fn is_transcodable(f: &sdp::Format) -> bool {
+    TRANSCODABLE.iter().any(|(name, rate, _)| f.encoding.eq_ignore_ascii_case(name) && f.clock_rate == *rate)
+}
+
+/// Whether an SDP body being passed on is an offer or an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SdpRole {
+    Offer,
+    Answer,
+}
+
+/// The offer of the current offer/answer exchange.
+#[derive(Clone, Debug)]
+struct Exchange {
+    offerer: Side,
+    formats: Vec<sdp::Format>,
 }
 
 /// Identifies a transaction of a call, so the driver can report a send that failed.
@@ -270,6 +308,8 @@ pub struct Call {
     offer_in_invite: bool,
     reinvite_in_progress: bool,
     on_hold: bool,
+    exchange: Option<Exchange>,
+    transcoding: Option<TranscodeSpec>,
     ring_deadline: Option<Instant>,
     linger_until: Option<Instant>,
     ended: bool,
@@ -367,6 +407,8 @@ impl Call {
             offer_in_invite: is_sdp(&nc.invite.headers, &nc.invite.body),
             reinvite_in_progress: false,
             on_hold: false,
+            exchange: None,
+            transcoding: None,
             ring_deadline: Some(now.instant + cfg.ring_timeout),
             linger_until: None,
             ended: false,
@@ -388,7 +430,9 @@ impl Call {
         // The caller's offer, anchored for the callee's leg.
         let mut offer = None;
         if call.offer_in_invite {
-            match sdp::anchor(&call.a_invite.body, &call.anchors.b, &mut call.origin_b) {
+            let body = call.a_invite.body.clone();
+            let negotiated = call.negotiate(Side::B, &body, SdpRole::Offer);
+            match sdp::anchor(&negotiated, &call.anchors.b, &mut call.origin_b) {
                 Ok(anchored) => {
                     if let Some(peer) = anchored.peer {
                         call.out.push_back(CallOutput::Media(MediaCommand::SetPeer { side: Side::A, peer }));
@@ -631,7 +675,7 @@ impl Call {
                 }
                 let mut body = None;
                 if self.offer_in_invite && is_sdp(&resp.headers, &resp.body) {
-                    body = self.anchor_for(Side::A, &resp.body);
+                    body = self.anchor_for(Side::A, &resp.body, SdpRole::Answer);
                 }
                 let status = if resp.status == 183 { 183 } else { 180 };
                 self.respond_a(status, None, body, now);
@@ -647,17 +691,87 @@ impl Call {
 
     /// Anchors an SDP that arrived from `to.other()` for sending to `to`; tells the relay
     /// where the sender receives. `None` if the SDP is unusable.
-    fn anchor_for(&mut self, to: Side, body: &[u8]) -> Option<Bytes> {
+    fn anchor_for(&mut self, to: Side, body: &[u8], role: SdpRole) -> Option<Bytes> {
+        let negotiated = self.negotiate(to, body, role);
         let (anchor, origin) = match to {
             Side::A => (self.anchors.a, &mut self.origin_a),
             Side::B => (self.anchors.b, &mut self.origin_b),
         };
-        let anchored = sdp::anchor(body, &anchor, origin).ok()?;
+        let anchored = sdp::anchor(&negotiated, &anchor, origin).ok()?;
         self.on_hold = is_hold(body);
         if let Some(peer) = anchored.peer {
             self.out.push_back(CallOutput::Media(MediaCommand::SetPeer { side: to.other(), peer }));
         }
         Some(Bytes::from(anchored.body))
+    }
+
+    /// Codec negotiation across the legs, for an SDP from `to.other()` going to `to`. An offer
+    /// gets the codecs the relay can transcode to appended (after the offerer's own, so that a
+    /// codec both legs share wins); an answer that picked one of those is rewritten to the
+    /// offerer's codec, and the relay told to transcode. Unparsable bodies pass unchanged
+    /// (anchoring then refuses them).
+    fn negotiate(&mut self, to: Side, body: &[u8], role: SdpRole) -> Vec<u8> {
+        let Ok(formats) = sdp::audio_formats(body) else { return body.to_vec() };
+        match role {
+            SdpRole::Offer => {
+                let offerer = to.other();
+                let transcodable = formats.iter().any(is_transcodable);
+                self.exchange = Some(Exchange { offerer, formats: formats.clone() });
+                if !self.cfg.transcoding || !transcodable {
+                    return body.to_vec();
+                }
+                let extra: Vec<sdp::Format> = TRANSCODABLE
+                    .iter()
+                    .map(|&(name, rate, pt)| sdp::Format::new(pt, name, rate))
+                    .filter(|t| !formats.iter().any(|f| f.same_codec(t) || f.payload_type == t.payload_type))
+                    .collect();
+                sdp::append_formats(body, &extra).unwrap_or_else(|_| body.to_vec())
+            }
+            SdpRole::Answer => {
+                let Some(exchange) = self.exchange.clone().filter(|e| e.offerer == to) else {
+                    return body.to_vec();
+                };
+                let Some(chosen) = formats.iter().find(|f| !f.is_telephone_event() && !f.is_comfort_noise()) else {
+                    return body.to_vec();
+                };
+                let offered =
+                    exchange.formats.iter().any(|f| f.payload_type == chosen.payload_type && f.same_codec(chosen));
+                let theirs = exchange.formats.iter().find(|f| is_transcodable(f));
+                let (false, true, Some(theirs)) = (offered, is_transcodable(chosen), theirs) else {
+                    self.set_transcoding(None);
+                    return body.to_vec();
+                };
+                let te_8k =
+                    |fs: &[sdp::Format]| fs.iter().find(|f| f.is_telephone_event() && f.clock_rate == 8000).cloned();
+                let mut keep = vec![theirs.clone()];
+                let events = match (te_8k(&exchange.formats), te_8k(&formats)) {
+                    (Some(offerer_te), Some(answerer_te)) => {
+                        keep.push(offerer_te.clone());
+                        Some((offerer_te.payload_type, answerer_te.payload_type))
+                    }
+                    _ => None,
+                };
+                let Ok(rewritten) = sdp::set_formats(body, &keep) else { return body.to_vec() };
+                // The offerer (`to`) keeps its codec; the answerer sends and wants `chosen`.
+                let spec = match to {
+                    Side::A => TranscodeSpec { a: theirs.clone(), b: chosen.clone(), telephone_event: events },
+                    Side::B => TranscodeSpec {
+                        a: chosen.clone(),
+                        b: theirs.clone(),
+                        telephone_event: events.map(|(offerer, answerer)| (answerer, offerer)),
+                    },
+                };
+                self.set_transcoding(Some(spec));
+                rewritten
+            }
+        }
+    }
+
+    fn set_transcoding(&mut self, spec: Option<TranscodeSpec>) {
+        if self.transcoding != spec {
+            self.transcoding = spec.clone();
+            self.out.push_back(CallOutput::Media(MediaCommand::Transcode(spec)));
+        }
     }
 
     fn on_fork_answered(&mut self, idx: usize, resp: Response, now: Now) {
@@ -707,7 +821,8 @@ impl Call {
             }
         }
         let has_sdp = is_sdp(&resp.headers, &resp.body);
-        let body_for_a = if has_sdp { self.anchor_for(Side::A, &resp.body) } else { None };
+        let role = if self.offer_in_invite { SdpRole::Answer } else { SdpRole::Offer };
+        let body_for_a = if has_sdp { self.anchor_for(Side::A, &resp.body, role) } else { None };
         if self.offer_in_invite {
             let ack = self.ack_request(dialog.clone(), 1, None);
             self.send(dialog.flow, ack, None);
@@ -875,11 +990,12 @@ impl Call {
         if is_invite && (200..300).contains(&resp.status) {
             let cseq = resp.cseq().and_then(Result::ok).map(|c| c.seq).unwrap_or(0);
             let has_sdp = is_sdp(&resp.headers, &resp.body);
-            let body = if has_sdp { self.anchor_for(from, &resp.body) } else { None };
             // An answer came back: ACK the side that answered now. An offer came back (the
             // re-INVITE had none): the ACK waits for the answer from the other side.
             let relayed_had_offer =
                 self.servers.iter().find(|s| s.key == key).is_some_and(|s| is_sdp(&s.request.headers, &s.request.body));
+            let role = if relayed_had_offer { SdpRole::Answer } else { SdpRole::Offer };
+            let body = if has_sdp { self.anchor_for(from, &resp.body, role) } else { None };
             if relayed_had_offer || !has_sdp {
                 if let Some(d) = self.dialog_mut(to).cloned() {
                     let ack = self.ack_request(d.clone(), cseq, None);
@@ -1079,7 +1195,11 @@ impl Call {
                 self.awaiting_answer = Some(w);
                 return;
             }
-            let body = if is_sdp(&req.headers, &req.body) { self.anchor_for(w.side, &req.body) } else { None };
+            let body = if is_sdp(&req.headers, &req.body) {
+                self.anchor_for(w.side, &req.body, SdpRole::Answer)
+            } else {
+                None
+            };
             if let Some(d) = self.dialog_mut(w.side).cloned() {
                 let ack = self.ack_request(d.clone(), w.cseq, body);
                 self.send(d.flow, ack, None);
@@ -1180,7 +1300,7 @@ impl Call {
         let key = self.new_server(&req, &info, from, flow);
         let has_sdp = is_sdp(&req.headers, &req.body);
         let body = if has_sdp {
-            match self.anchor_for(to, &req.body) {
+            match self.anchor_for(to, &req.body, SdpRole::Offer) {
                 Some(b) => Some((b, "application/sdp".to_owned())),
                 None => {
                     self.respond_server(&key, from, 488, None, now);

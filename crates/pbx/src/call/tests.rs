@@ -591,6 +591,64 @@ fn info_is_relayed_with_its_body() {
     h.feed_response(Response::to_request(&to_b, 200, None, None));
     let r = resp_of(h.last_to_a());
     assert_eq!((r.status, r.cseq().unwrap().unwrap().method.clone()), (200, Method::Info));
+    // The digit reached call control.
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        CallEventKind::Dtmf {
+            caller_leg: true,
+            digit: '5',
+            duration_ms: 160,
+            method: crate::events::DtmfMethod::SipInfo
+        }
+    )));
+}
+
+#[test]
+fn offer_gains_transcodable_codecs_and_a_common_codec_needs_no_transcoding() {
+    let mut h = H::start(1);
+    let text = String::from_utf8(h.invite_to_b(0).to_bytes()).unwrap();
+    // The caller's codecs first, then those the relay can transcode to.
+    assert!(text.contains("m=audio 30002 RTP/AVP 0 101 8 9\r\n"), "{text}");
+    assert!(text.contains("a=rtpmap:8 PCMA/8000\r\na=rtpmap:9 G722/8000\r\n"), "{text}");
+    h.answer_and_ack();
+    assert!(!h.media.iter().any(|m| matches!(m, MediaCommand::Transcode(_))), "{:?}", h.media);
+}
+
+#[test]
+fn callee_choosing_another_codec_is_transcoded() {
+    let mut h = H::start(1);
+    h.b_responds(0, 180, None);
+    let b_pcma = B_SDP
+        .replace("RTP/AVP 0 101", "RTP/AVP 8 96")
+        .replace("rtpmap:0 PCMU", "rtpmap:8 PCMA")
+        .replace(":101 ", ":96 ");
+    h.b_responds(0, 200, Some(&b_pcma));
+    // The caller gets an answer in its own codec and event type.
+    let ok = String::from_utf8(h.last_to_a().to_bytes()).unwrap();
+    assert!(ok.contains("m=audio 30000 RTP/AVP 0 101\r\n"), "{ok}");
+    assert!(ok.contains("a=rtpmap:0 PCMU/8000") && !ok.contains("PCMA"), "{ok}");
+    let spec = h.media.iter().find_map(|m| match m {
+        MediaCommand::Transcode(Some(spec)) => Some(spec.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        spec,
+        Some(TranscodeSpec {
+            a: sdp::Format::new(0, "PCMU", 8000),
+            b: sdp::Format::new(8, "PCMA", 8000),
+            telephone_event: Some((101, 96)),
+        })
+    );
+    // A re-INVITE from the caller offering only PCMU, answered PCMU: transcoding stops.
+    let ack = h.a_request("ACK", 10, "z9hG4bKack1", "", "");
+    h.feed_request(&ack, h.a_flow);
+    let reinvite = h.a_request("INVITE", 11, "z9hG4bKre1", "", A_SDP);
+    h.feed_request(&reinvite, h.a_flow);
+    let to_b = req_of(h.to(h.b_flows[0].remote).last().unwrap()).clone();
+    let mut ok = Response::to_request(&to_b, 200, None, None);
+    ok.set_body("application/sdp", B_SDP.to_owned());
+    h.feed_response(ok);
+    assert_eq!(h.media.iter().filter(|m| matches!(m, MediaCommand::Transcode(None))).count(), 1, "{:?}", h.media);
 }
 
 #[test]
