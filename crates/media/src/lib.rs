@@ -110,6 +110,7 @@ pub mod jitter;
 mod latch;
 mod pool;
 pub mod quality;
+pub mod record;
 mod relay;
 mod router;
 pub mod rtcp;

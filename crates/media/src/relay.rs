@@ -555,6 +555,21 @@ impl MediaSession {
         self.worker.send(Command::SetTelephoneEvents(self.id, side, kept), Wake::Lazy).map_err(|_| RelayError::ShutDown)
     }
 
+    /// Records both sides' audio to a two-channel WAV file at `path` (caller left, callee
+    /// right), from now until [`MediaSession::stop_recording`] or the session's end.
+    pub fn start_recording(&self, path: &std::path::Path) -> io::Result<crate::record::Recording> {
+        let (tap, recording) = crate::record::start(path, Instant::now())?;
+        self.worker
+            .send(Command::StartRecording(self.id, crate::worker::Tap(Box::new(tap))), Wake::Prompt)
+            .map_err(|_| io::Error::other("the relay is shut down"))?;
+        Ok(recording)
+    }
+
+    /// Stops the recording, if one runs (the file is completed in the background).
+    pub fn stop_recording(&self) -> Result<(), RelayError> {
+        self.worker.send(Command::StopRecording(self.id), Wake::Prompt).map_err(|_| RelayError::ShutDown)
+    }
+
     /// Transcodes the session's RTP from now on (`None`: relay it untouched again).
     pub fn set_transcoding(&self, plan: Option<TranscodePlan>) -> Result<(), RelayError> {
         self.worker.send(Command::SetTranscoding(self.id, plan), Wake::Prompt).map_err(|_| RelayError::ShutDown)

@@ -59,6 +59,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::idle::{IdlePair, IdleSet};
 use crate::pool::PortLease;
 use crate::quality::QualityMonitor;
+use crate::record::RecordTap;
 use crate::router::{Action, DropReason, Kind, Router, side_index};
 use crate::stats::{RxTally, SharedStats};
 use crate::sys::{BATCH, RecvBatch, SendBatch};
@@ -155,10 +156,23 @@ pub(crate) enum Command {
     SetTelephoneEvents(u64, Side, [Option<TelephoneEventType>; 2]),
     /// Transcode the session's RTP, or stop.
     SetTranscoding(u64, Option<TranscodePlan>),
+    /// Record the session's audio through this tap.
+    StartRecording(u64, Tap),
+    /// Stop recording (the writer then finishes the file).
+    StopRecording(u64),
     /// Close idle pairs (removed from the idle set), returning their ports.
     Close(Vec<u64>),
     /// Close everything and end the thread.
     Shutdown,
+}
+
+/// A recording tap, in a command.
+pub(crate) struct Tap(pub(crate) Box<RecordTap>);
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tap")
+    }
 }
 
 /// A session's event sink, in a command.
@@ -337,6 +351,8 @@ struct Session {
     dtmf: DtmfWatch,
     /// Per sending side, when its RTP is transcoded for the other.
     transcoders: [Option<Box<Transcoder>>; 2],
+    /// Both sides' audio to a recording, while one runs.
+    recording: Option<Box<RecordTap>>,
 }
 
 /// DTMF digits in a session's RTP: RFC 4733 events, or tones in G.711 audio from a side that
@@ -664,6 +680,16 @@ impl Worker {
                     };
                 }
             }
+            Command::StartRecording(id, tap) => {
+                if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get_mut(i)) {
+                    s.recording = Some(tap.0);
+                }
+            }
+            Command::StopRecording(id) => {
+                if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get_mut(i)) {
+                    s.recording = None;
+                }
+            }
             Command::Close(ids) => {
                 for id in ids {
                     self.close_pair(id);
@@ -724,6 +750,7 @@ impl Worker {
             next_publish: now + QUALITY_PUBLISH,
             dtmf: DtmfWatch::default(),
             transcoders: [None, None],
+            recording: None,
         });
         for (i, pair) in [a, b].into_iter().enumerate() {
             if let Some(p) = self.pairs.get_mut(pair) {
@@ -875,6 +902,9 @@ fn relay_batch(
             } else {
                 monitor.on_rtp(data, now);
                 session.dtmf.on_rtp(side, data);
+                if let Some(tap) = &mut session.recording {
+                    tap.on_rtp(side, data, now);
+                }
             }
         }
         match decision.action {

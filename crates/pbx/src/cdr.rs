@@ -33,6 +33,8 @@ pub struct Cdr {
     pub initiator: &'static str,
     /// Media counters.
     pub media: MediaCounters,
+    /// Where the recording is, if the call was recorded.
+    pub recording: Option<String>,
 }
 
 impl Cdr {
@@ -91,7 +93,7 @@ impl CdrBuilder {
                 }
                 None
             }
-            CallEventKind::Ended { disposition, cause, status, initiator, media } => {
+            CallEventKind::Ended { disposition, cause, status, initiator, media, recording } => {
                 let p = self.open.remove(&ev.call)?;
                 Some(Cdr {
                     call: ev.call,
@@ -107,6 +109,7 @@ impl CdrBuilder {
                     hangup_status: *status,
                     initiator: initiator.as_str(),
                     media: media.unwrap_or_default(),
+                    recording: recording.clone(),
                 })
             }
         }
@@ -145,6 +148,7 @@ mod tests {
                     status: None,
                     initiator: Initiator::Callee,
                     media: Some(MediaCounters { packets_a_to_b: 3000, ..Default::default() }),
+                    recording: None,
                 },
             ))
             .unwrap();

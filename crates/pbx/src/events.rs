@@ -216,6 +216,8 @@ pub enum CallEventKind {
         initiator: Initiator,
         /// Relay counters (filled in by the driver, which owns the relay session).
         media: Option<MediaCounters>,
+        /// The call's recording, if it was recorded (filled in by the driver).
+        recording: Option<String>,
     },
 }
 

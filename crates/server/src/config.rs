@@ -140,16 +140,20 @@ impl Default for AuthSection {
 }
 
 /// `[calls]`.
-#[derive(Clone, Copy, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CallsSection {
     /// How long a callee may ring (seconds).
     pub ring_timeout_secs: u64,
+    /// Record every answered call (two-channel WAV: caller left, callee right).
+    pub record: bool,
+    /// Where recordings go (empty: `recordings` in `data_dir`).
+    pub recordings_dir: PathBuf,
 }
 
 impl Default for CallsSection {
     fn default() -> CallsSection {
-        CallsSection { ring_timeout_secs: 120 }
+        CallsSection { ring_timeout_secs: 120, record: false, recordings_dir: PathBuf::new() }
     }
 }
 

@@ -187,6 +187,8 @@ pub struct Core {
     pub quality_interval: Option<Duration>,
     /// MOS alert threshold (0: off).
     pub mos_alert_threshold: f64,
+    /// Where answered calls are recorded, when they are.
+    pub recordings: Option<std::path::PathBuf>,
     /// Location service.
     pub location: Arc<Location>,
     /// Identifier generator (forked per call).

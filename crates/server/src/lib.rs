@@ -205,6 +205,13 @@ pub async fn serve(cfg: Config, opts: ServeOptions, shutdown: impl Future<Output
         quality_interval: (cfg.media.quality_interval_secs > 0)
             .then(|| Duration::from_secs(cfg.media.quality_interval_secs)),
         mos_alert_threshold: cfg.media.mos_alert_threshold,
+        recordings: cfg.calls.record.then(|| {
+            if cfg.calls.recordings_dir.as_os_str().is_empty() {
+                cfg.data_dir.join("recordings")
+            } else {
+                cfg.calls.recordings_dir.clone()
+            }
+        }),
         location: location.clone(),
         ids: Mutex::new(IdGen::new(random_u64())),
         epoch: std::time::Instant::now(),

@@ -143,6 +143,8 @@ async fn run_call(
     let quality_every = ctx.quality_interval;
     let mut next_quality = quality_every.map(|d| Instant::now() + d);
     let mut alerts = QualityAlerts::new(ctx.mos_alert_threshold);
+    // Finished by its writer thread once the relay session (and its tap) is gone.
+    let mut recording: Option<media::record::Recording> = None;
     loop {
         while let Some(o) = call.poll_output() {
             match o {
@@ -183,7 +185,20 @@ async fn run_call(
                 }
                 CallOutput::Event(ev) => {
                     let ended = matches!(ev.kind, CallEventKind::Ended { .. });
-                    ctx.events.publish(with_media(ev, session.as_ref()));
+                    if ev.kind == CallEventKind::Answered
+                        && let (Some(dir), Some(s), None) = (&ctx.recordings, &session, &recording)
+                    {
+                        let path = dir.join(ev.tenant_id.to_string()).join(format!("{}.wav", ev.call));
+                        match s.start_recording(&path) {
+                            Ok(r) => recording = Some(r),
+                            Err(e) => warn!(error = %e, path = %path.display(), "cannot record the call"),
+                        }
+                    }
+                    let mut ev = with_media(ev, session.as_ref());
+                    if let (CallEventKind::Ended { recording: path, .. }, Some(r)) = (&mut ev.kind, &recording) {
+                        *path = Some(r.path().display().to_string());
+                    }
+                    ctx.events.publish(ev);
                     if ended {
                         session = None;
                     }
@@ -328,6 +343,7 @@ pub async fn run_cdr_consumer(
                 bytes_b_to_a: cdr.media.bytes_b_to_a as i64,
                 quality_a: stored_quality(&cdr.media.quality_a),
                 quality_b: stored_quality(&cdr.media.quality_b),
+                recording: cdr.recording.clone(),
             };
             if writer.send(WriteOp::Cdr(Box::new(record))).is_err() {
                 warn!("store writer gone; a CDR was not written");

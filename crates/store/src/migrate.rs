@@ -31,12 +31,14 @@ pub(crate) struct Migration {
 pub(crate) const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") },
     Migration { version: 2, name: "cdr_quality", sql: include_str!("../migrations/sqlite/0002_cdr_quality.sql") },
+    Migration { version: 3, name: "cdr_recording", sql: include_str!("../migrations/sqlite/0003_cdr_recording.sql") },
 ];
 
 /// PostgreSQL migrations, oldest first.
 pub(crate) const POSTGRES: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") },
     Migration { version: 2, name: "cdr_quality", sql: include_str!("../migrations/postgres/0002_cdr_quality.sql") },
+    Migration { version: 3, name: "cdr_recording", sql: include_str!("../migrations/postgres/0003_cdr_recording.sql") },
 ];
 
 /// The highest version of a list (0 for an empty list).

@@ -201,6 +201,8 @@ pub struct CdrRecord {
     pub quality_a: LegQuality,
     /// Quality of the callee's leg.
     pub quality_b: LegQuality,
+    /// The call's recording (a file path), if it was recorded.
+    pub recording: Option<String>,
 }
 
 /// Which CDRs [`Cdrs::list_cdrs`](crate::Cdrs::list_cdrs) returns, newest first.

@@ -142,7 +142,7 @@ macro_rules! apply_plan {
 
 pub(crate) use apply_plan;
 
-/// CDRs per multi-row insert (26 parameters each: within SQLite's and PostgreSQL's limits).
+/// CDRs per multi-row insert (27 parameters each: within SQLite's and PostgreSQL's limits).
 pub(crate) const CDR_CHUNK: usize = 400;
 
 /// Inserts CDRs with multi-row statements, skipping ids already stored; evaluates to the
@@ -155,7 +155,7 @@ macro_rules! insert_cdr_rows {
                 "INSERT INTO cdrs (id, tenant_id, call_id, caller, callee, started_at_ms, answered_at_ms, ended_at_ms, \
                  duration_ms, billable_ms, disposition, hangup_cause, hangup_status, initiator, \
                  packets_a_to_b, packets_b_to_a, bytes_a_to_b, bytes_b_to_a, \
-                 a_loss_pct, a_jitter_ms, a_rtt_ms, a_mos, b_loss_pct, b_jitter_ms, b_rtt_ms, b_mos) ",
+                 a_loss_pct, a_jitter_ms, a_rtt_ms, a_mos, b_loss_pct, b_jitter_ms, b_rtt_ms, b_mos, recording) ",
             );
             qb.push_values(chunk.iter(), |mut row, c| {
                 row.push_bind(c.id.clone())
@@ -183,7 +183,8 @@ macro_rules! insert_cdr_rows {
                     .push_bind(c.quality_b.loss_pct)
                     .push_bind(c.quality_b.jitter_ms)
                     .push_bind(c.quality_b.rtt_ms)
-                    .push_bind(c.quality_b.mos);
+                    .push_bind(c.quality_b.mos)
+                    .push_bind(c.recording.clone());
             });
             qb.push(" ON CONFLICT (id) DO NOTHING");
             inserted += qb.build().execute(&mut *$conn).await?.rows_affected();

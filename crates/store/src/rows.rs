@@ -99,6 +99,7 @@ where
         bytes_b_to_a: row.try_get("bytes_b_to_a")?,
         quality_a: leg("a")?,
         quality_b: leg("b")?,
+        recording: row.try_get("recording")?,
     })
 }
 

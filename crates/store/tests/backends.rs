@@ -32,6 +32,8 @@ trait Backend: Send + Sync + 'static {
     fn open(&self) -> impl Future<Output = Result<Store, StoreError>> + Send;
     /// Runs raw SQL on the database, bypassing the store.
     fn execute(&self, sql: &'static str) -> impl Future<Output = ()> + Send;
+    /// This backend's first migration, as released.
+    fn first_migration(&self) -> &'static str;
 }
 
 fn unique_name(prefix: &str) -> String {
@@ -67,9 +69,18 @@ impl Backend for SqliteBackend {
         Store::open_sqlite(&self.path()).await
     }
 
+    fn first_migration(&self) -> &'static str {
+        include_str!("../migrations/sqlite/0001_init.sql")
+    }
+
     async fn execute(&self, sql: &'static str) {
+        if let Some(dir) = self.path().parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
         let mut conn =
-            SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(self.path())).await.unwrap();
+            SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(self.path()).create_if_missing(true))
+                .await
+                .unwrap();
         sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
         conn.close().await.unwrap();
     }
@@ -118,6 +129,10 @@ impl PgBackend {
 impl Backend for PgBackend {
     async fn open(&self) -> Result<Store, StoreError> {
         Ok(Store::Postgres(PostgresStore::open_with(self.options()).await?))
+    }
+
+    fn first_migration(&self) -> &'static str {
+        include_str!("../migrations/postgres/0001_init.sql")
     }
 
     async fn execute(&self, sql: &'static str) {
@@ -208,6 +223,7 @@ backend_tests! {
         migrations_are_idempotent_on_reopen,
         data_persists_across_close_and_reopen,
         newer_schema_is_refused,
+        version_1_database_is_upgraded_keeping_its_cdrs,
     ],
 }
 
@@ -268,6 +284,7 @@ fn cdr(id: &str, tenant_id: i64, started_at_ms: i64) -> CdrRecord {
         bytes_b_to_a: 514_280,
         quality_a: LegQuality { loss_pct: Some(0.25), jitter_ms: Some(3.125), rtt_ms: Some(41.5), mos: Some(4.3) },
         quality_b: LegQuality::default(),
+        recording: Some(format!("/var/lib/switchboard/recordings/{id}.wav")),
     }
 }
 
@@ -573,13 +590,13 @@ async fn cdrs_list_filters_orders_and_limits<S: Directory + Registrations + Cdrs
 
 async fn migrations_are_idempotent_on_reopen(b: &impl Backend) {
     let s = b.open().await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 2);
+    assert_eq!(s.schema_version().await.unwrap(), 3);
     let t = s.upsert_tenant("acme", "acme.example").await.unwrap();
     s.close().await;
 
     for _ in 0..2 {
         let s = b.open().await.unwrap();
-        assert_eq!(s.schema_version().await.unwrap(), 2);
+        assert_eq!(s.schema_version().await.unwrap(), 3);
         assert_eq!(s.list_tenants().await.unwrap(), vec![t.clone()], "reopening does not re-run migrations");
         s.close().await;
     }
@@ -606,11 +623,38 @@ async fn data_persists_across_close_and_reopen(b: &impl Backend) {
     s.close().await;
 }
 
+async fn version_1_database_is_upgraded_keeping_its_cdrs(b: &impl Backend) {
+    // A database as the first release left it: schema 1, one tenant, one CDR.
+    b.execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)")
+        .await;
+    b.execute(b.first_migration()).await;
+    b.execute("INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (1, 'init', 0)").await;
+    let s = b.open().await.unwrap();
+    let t = tenant_with_users(&s, "acme").await;
+    s.close().await;
+    // Written by the old code: the columns of schema 1 only.
+    let insert = format!(
+        "INSERT INTO cdrs (id, tenant_id, call_id, caller, callee, started_at_ms, answered_at_ms, ended_at_ms, \
+         duration_ms, billable_ms, disposition, hangup_cause, hangup_status, initiator, packets_a_to_b, packets_b_to_a, \
+         bytes_a_to_b, bytes_b_to_a) VALUES ('old', {}, 'c', '100', '101', 1000, 2000, 5000, 4000, 3000, 'answered', \
+         'BYE', NULL, 'caller', 10, 20, 30, 40)",
+        t.id
+    );
+    b.execute(Box::leak(insert.into_boxed_str())).await;
+    let s = b.open().await.unwrap();
+    assert_eq!(s.schema_version().await.unwrap(), 3);
+    let cdrs = s.list_cdrs(&CdrFilter::default()).await.unwrap();
+    assert_eq!(cdrs.len(), 1);
+    assert_eq!((cdrs[0].id.as_str(), cdrs[0].packets_b_to_a, cdrs[0].billable_ms), ("old", 20, 3000));
+    assert_eq!((cdrs[0].quality_a, cdrs[0].recording.clone()), (LegQuality::default(), None));
+    s.close().await;
+}
+
 async fn newer_schema_is_refused(b: &impl Backend) {
     b.open().await.unwrap().close().await;
     b.execute("INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (9999, 'from the future', 0)").await;
     match b.open().await {
-        Err(StoreError::SchemaTooNew { found: 9999, known: 2 }) => {}
+        Err(StoreError::SchemaTooNew { found: 9999, known: 3 }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
 }

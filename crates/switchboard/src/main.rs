@@ -203,6 +203,7 @@ async fn list_cdrs(cfg: &Config, json: bool, limit: u32) -> ExitCode {
                     "packets_b_to_a": c.packets_b_to_a,
                     "bytes_a_to_b": c.bytes_a_to_b,
                     "bytes_b_to_a": c.bytes_b_to_a,
+                    "recording": c.recording,
                     "quality": {
                         "caller": {
                             "loss_pct": c.quality_a.loss_pct,

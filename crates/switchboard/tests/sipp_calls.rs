@@ -486,3 +486,89 @@ fn callee_with_another_codec_is_transcoded_both_ways() {
         assert!((found - 1000.0).abs() < 20.0, "{who} heard {found} Hz");
     }
 }
+
+#[test]
+fn recorded_call_holds_both_parties_tones() {
+    use audio::analysis::dominant_frequency;
+    use audio::tone::{ToneGenerator, ToneSpec};
+    let body = format!("[calls]\nrecord = true\n{}", common::ACME);
+    let server = Server::start(Setup { body: &body, ..Setup::default() });
+    let dir = TempDir::new("record");
+    let tone = |freq: f64| {
+        let mut samples = vec![0i16; 8000 * 3];
+        let spec = ToneSpec { components: vec![(freq, -10.0)], cadence_ms: vec![], repeat: true };
+        ToneGenerator::new(&spec, 8000).fill(&mut samples);
+        samples
+    };
+    let (caller_pcap, callee_pcap) = (dir.0.join("caller.pcap"), dir.0.join("callee.pcap"));
+    pcma_pcap(&caller_pcap, &tone(1000.0));
+    pcma_pcap(&callee_pcap, &tone(2000.0));
+    let uac = dir.0.join("uac_tone.xml");
+    let text = std::fs::read_to_string(scenario("uac.xml"))
+        .unwrap()
+        .replace("/usr/share/sip-tester/g711a.pcap", &caller_pcap.display().to_string());
+    std::fs::write(&uac, text).unwrap();
+    // The callee plays its own tone once the call is up.
+    let uas = dir.0.join("uas_tone.xml");
+    let text = std::fs::read_to_string(scenario("uas.xml")).unwrap().replacen(
+        "<recv request=\"ACK\" crlf=\"true\"/>",
+        &format!(
+            "<recv request=\"ACK\" crlf=\"true\"/>\n  <nop><action><exec play_pcap_audio=\"{}\"/></action></nop>",
+            callee_pcap.display()
+        ),
+        1,
+    );
+    std::fs::write(&uas, text).unwrap();
+
+    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
+    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
+    let (uas_port, uas_media, uac_media) = (peers.first(), media.port(0), media.port(4));
+    register(&server, &dir.0, "1002", uas_port);
+    let mut o = opts("uas.xml", None);
+    o.scenario = Scenario::File(uas);
+    o.local_port = Some(uas_port);
+    o.media_port = Some(uas_media);
+    o.calls = Some(1);
+    o.timeout = Duration::from_secs(60);
+    let callee = Sipp::spawn(o).unwrap();
+    let mut o = opts("uac.xml", Some(server.sip));
+    o.scenario = Scenario::File(uac);
+    o.inf = vec![caller_csv(&dir.0, 1, "1002")];
+    o.calls = Some(1);
+    o.media_port = Some(uac_media);
+    o.timeout = Duration::from_secs(60);
+    let out = Sipp::run(o).unwrap();
+    let callee_out = callee.wait(Duration::from_secs(30)).unwrap();
+    assert!(out.all_succeeded(), "caller:\n{out}");
+    assert!(callee_out.all_succeeded(), "callee:\n{callee_out}");
+
+    let cdrs = server.wait_cdrs(1, Duration::from_secs(10));
+    let path = PathBuf::from(cdrs[0]["recording"].as_str().unwrap_or_else(|| panic!("no recording in {}", cdrs[0])));
+    assert!(path.starts_with(server.dir.0.join("data").join("recordings")), "{}", path.display());
+    // The writer finishes the file once the call's media is gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let samples = loop {
+        let read = hound::WavReader::open(&path).ok().and_then(|mut r| {
+            let spec = r.spec();
+            let s: Result<Vec<i16>, _> = r.samples::<i16>().collect();
+            s.ok().filter(|s| !s.is_empty()).map(|s| (spec, s))
+        });
+        if let Some((spec, s)) = read {
+            assert_eq!((spec.channels, spec.sample_rate), (2, 8000));
+            if s.len() >= 2 * 8000 {
+                break s;
+            }
+        }
+        assert!(Instant::now() < deadline, "recording {} incomplete", path.display());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    let loudest = |ch: &[i16]| {
+        // The loudest second of the channel (the tone, not the silence around it).
+        ch.chunks(8000).max_by_key(|c| c.iter().map(|&s| i64::from(s).abs()).sum::<i64>()).unwrap().to_vec()
+    };
+    let (l, r) = (dominant_frequency(&loudest(&left), 8000), dominant_frequency(&loudest(&right), 8000));
+    assert!((l - 1000.0).abs() < 20.0, "caller channel: {l} Hz");
+    assert!((r - 2000.0).abs() < 40.0, "callee channel: {r} Hz");
+}

@@ -1478,7 +1478,10 @@ impl Call {
     fn end(&mut self, now: Now, disposition: Disposition, cause: String, status: Option<u16>, initiator: Initiator) {
         if !self.ended {
             self.ended = true;
-            self.event(now, CallEventKind::Ended { disposition, cause, status, initiator, media: None });
+            self.event(
+                now,
+                CallEventKind::Ended { disposition, cause, status, initiator, media: None, recording: None },
+            );
         }
         self.phase = Phase::Ending;
         // Transactions finish on their own; this bounds how long the call lingers.

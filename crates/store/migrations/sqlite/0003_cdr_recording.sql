@@ -1,0 +1,2 @@
+-- Where a recorded call's audio is (NULL: not recorded).
+ALTER TABLE cdrs ADD COLUMN recording TEXT;
