@@ -108,6 +108,7 @@ pub mod emodel;
 mod idle;
 pub mod jitter;
 mod latch;
+pub mod player;
 mod pool;
 pub mod quality;
 pub mod record;

@@ -206,6 +206,11 @@ impl QualityMonitor {
         }
     }
 
+    /// The audio payload type the phone sends (the first seen), if any yet.
+    pub fn audio_payload_type(&self) -> Option<u8> {
+        self.audio_pt
+    }
+
     /// The current figures.
     pub fn snapshot(&self) -> SideQuality {
         let mut q = self.quality;

@@ -565,6 +565,12 @@ impl MediaSession {
         Ok(recording)
     }
 
+    /// Plays `source` into `side` (music on hold...), in the codec that side sends, instead of
+    /// what the other side sends; `None` stops it and the other side is heard again.
+    pub fn play(&self, side: Side, source: Option<crate::player::Source>) -> Result<(), RelayError> {
+        self.worker.send(Command::Play(self.id, side, source), Wake::Prompt).map_err(|_| RelayError::ShutDown)
+    }
+
     /// Stops the recording, if one runs (the file is completed in the background).
     pub fn stop_recording(&self) -> Result<(), RelayError> {
         self.worker.send(Command::StopRecording(self.id), Wake::Prompt).map_err(|_| RelayError::ShutDown)

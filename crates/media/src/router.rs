@@ -120,6 +120,11 @@ impl Router {
         s.latch[Kind::Rtcp.index()].set_sdp(rtcp);
     }
 
+    /// Where `side`'s peer receives RTP (latched, else from SDP), if known.
+    pub(crate) fn rtp_destination(&self, side: Side) -> Option<SocketAddr> {
+        self.sides[side_index(side)].latch[Kind::Rtp.index()].destination()
+    }
+
     /// Turns forwarding toward `side`'s peer on or off.
     pub(crate) fn set_forwarding(&mut self, side: Side, on: bool) {
         self.sides[side_index(side)].forward = on;

@@ -57,6 +57,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::idle::{IdlePair, IdleSet};
+use crate::player::{PlayCodec, Player, Source};
 use crate::pool::PortLease;
 use crate::quality::QualityMonitor;
 use crate::record::RecordTap;
@@ -160,6 +161,8 @@ pub(crate) enum Command {
     StartRecording(u64, Tap),
     /// Stop recording (the writer then finishes the file).
     StopRecording(u64),
+    /// Play this into a side (instead of what the other side sends), or stop.
+    Play(u64, Side, Option<Source>),
     /// Close idle pairs (removed from the idle set), returning their ports.
     Close(Vec<u64>),
     /// Close everything and end the thread.
@@ -353,6 +356,8 @@ struct Session {
     transcoders: [Option<Box<Transcoder>>; 2],
     /// Both sides' audio to a recording, while one runs.
     recording: Option<Box<RecordTap>>,
+    /// What the relay plays into each side, when it does.
+    players: [Option<Box<Player>>; 2],
 }
 
 /// DTMF digits in a session's RTP: RFC 4733 events, or tones in G.711 audio from a side that
@@ -513,6 +518,10 @@ struct Worker {
     linger_until: Instant,
     /// When commands were last applied.
     last_applied: Instant,
+    /// Session slots that have (or had) a player: visited every loop.
+    playing: Vec<usize>,
+    /// A packet being built by a player.
+    play_buf: Vec<u8>,
 }
 
 /// The per-worker buffers.
@@ -538,6 +547,8 @@ impl Worker {
             stop: false,
             linger_until: Instant::now(),
             last_applied: Instant::now(),
+            playing: Vec::new(),
+            play_buf: Vec::with_capacity(400),
         }
     }
 
@@ -552,13 +563,19 @@ impl Worker {
             if self.stop {
                 break;
             }
-            let timeout = match drained {
+            let mut timeout = match drained {
                 Drained::Parked => None,
                 Drained::Empty if self.pending.is_empty() => {
                     Some(self.linger_until.saturating_duration_since(Instant::now()))
                 }
                 Drained::Empty | Drained::More => Some(Duration::ZERO),
             };
+            // Players need the worker at their next packet, parked or not.
+            if let Some(due) = self.next_play_due() {
+                let wait = due.saturating_duration_since(Instant::now());
+                // Parked or not, a command still wakes it through the waker.
+                timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -577,6 +594,7 @@ impl Worker {
             for token in retry.drain(..) {
                 self.service(token, now);
             }
+            self.run_players(now);
             let mut ready = 0;
             for event in events.iter() {
                 if event.token() != WAKER {
@@ -685,6 +703,33 @@ impl Worker {
                     s.recording = Some(tap.0);
                 }
             }
+            Command::Play(id, side, source) => {
+                if let Some(&slot) = self.by_id.get(&id)
+                    && let Some(s) = self.sessions.get_mut(slot)
+                {
+                    let i = side_index(side);
+                    match source {
+                        Some(source) => {
+                            let codec = s.monitors[i]
+                                .audio_payload_type()
+                                .and_then(PlayCodec::from_payload_type)
+                                .unwrap_or(PlayCodec::Pcmu);
+                            let ssrc = (id as u32).wrapping_mul(0x9E37_79B9) ^ (i as u32 + 1);
+                            s.players[i] = Some(Box::new(Player::new(source, codec, ssrc, Instant::now())));
+                            // The player replaces what the other side sends toward this one.
+                            s.router.set_forwarding(side, false);
+                            if !self.playing.contains(&slot) {
+                                self.playing.push(slot);
+                            }
+                        }
+                        None => {
+                            if s.players[i].take().is_some() {
+                                s.router.set_forwarding(side, true);
+                            }
+                        }
+                    }
+                }
+            }
             Command::StopRecording(id) => {
                 if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get_mut(i)) {
                     s.recording = None;
@@ -751,6 +796,7 @@ impl Worker {
             dtmf: DtmfWatch::default(),
             transcoders: [None, None],
             recording: None,
+            players: [None, None],
         });
         for (i, pair) in [a, b].into_iter().enumerate() {
             if let Some(p) = self.pairs.get_mut(pair) {
@@ -824,6 +870,36 @@ impl Worker {
             }
         }
         self.pending.push(token);
+    }
+
+    /// The earliest packet a player owes, if any plays.
+    fn next_play_due(&mut self) -> Option<Instant> {
+        let sessions = &self.sessions;
+        self.playing.retain(|&slot| sessions.get(slot).is_some_and(|s| s.players.iter().any(Option::is_some)));
+        self.playing
+            .iter()
+            .filter_map(|&slot| self.sessions.get(slot))
+            .flat_map(|s| s.players.iter().flatten().map(|p| p.next_due()))
+            .min()
+    }
+
+    /// Sends the packets players owe by `now`.
+    fn run_players(&mut self, now: Instant) {
+        for &slot in &self.playing {
+            let Some(s) = self.sessions.get_mut(slot) else { continue };
+            for (i, player) in s.players.iter_mut().enumerate() {
+                let Some(player) = player else { continue };
+                let side = side_of(i);
+                while player.frame(now, &mut self.play_buf) {
+                    let (Some(to), Some(pair)) = (s.router.rtp_destination(side), self.pairs.get(s.pairs[i])) else {
+                        continue;
+                    };
+                    let sent = pair.sockets[0].send_to(&self.play_buf, to).is_ok();
+                    let bytes = self.play_buf.len() as u64;
+                    s.stats.record_tx(side, u64::from(sent), if sent { bytes } else { 0 }, u64::from(!sent));
+                }
+            }
+        }
     }
 
     /// Reads an idle socket until drained (or its turn ends), counting and dropping what

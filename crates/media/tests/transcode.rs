@@ -108,3 +108,54 @@ fn pcma_and_g722_legs_hear_each_other() {
     a.send_to(&plain, relay_a).unwrap();
     assert_eq!(receive(&b, 1), vec![plain]);
 }
+
+#[test]
+fn music_on_hold_replaces_the_other_side() {
+    use media::player::Source;
+    let relay = Relay::start(RelayConfig {
+        port_min: 41990,
+        port_max: 41999,
+        workers: 1,
+        dscp: None,
+        coalesce: Duration::ZERO,
+        ..RelayConfig::default()
+    })
+    .unwrap();
+    let session = relay.allocate(V4, V4).unwrap();
+    let a = UdpSocket::bind((V4, 0)).unwrap();
+    let b = UdpSocket::bind((V4, 0)).unwrap();
+    session.set_peer(Side::A, PeerMedia::muxed(a.local_addr().unwrap())).unwrap();
+    session.set_peer(Side::B, PeerMedia::muxed(b.local_addr().unwrap())).unwrap();
+    let relay_a = SocketAddr::new(V4, session.local(Side::A).rtp);
+    let relay_b = SocketAddr::new(V4, session.local(Side::B).rtp);
+    // B speaks A-law first, so the music comes in A-law.
+    b.send_to(&rtp(8, 1, &[0xD5; 160]), relay_b).unwrap();
+    assert_eq!(receive(&a, 1)[0][1], 8);
+    session.play(Side::B, Some(Source::BuiltinMusic)).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    // What A sends no longer reaches B; the music does, 50 packets a second.
+    a.send_to(&rtp(8, 2, &[0x55; 160]), relay_a).unwrap();
+    let started = std::time::Instant::now();
+    let got = receive(&b, 25);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(1000), "25 packets in {took:?}");
+    let mut samples = Vec::new();
+    let mut decoded = Vec::new();
+    for p in &got {
+        assert_eq!((p[1] & 0x7F, p.len()), (8, 172), "A's packet or a wrong codec reached B");
+        Law::Alaw.decode(&p[12..], &mut decoded);
+        samples.extend_from_slice(&decoded);
+    }
+    assert!(audio::analysis::rms(&samples) > 300.0, "silent music");
+    let seqs: Vec<u16> = got.iter().map(|p| u16::from_be_bytes([p[2], p[3]])).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "{seqs:?}");
+    // Stopped: A is heard again.
+    session.play(Side::B, None).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    b.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut buf = [0u8; 2048];
+    while b.recv_from(&mut buf).is_ok() {}
+    let mine = rtp(8, 3, &[0x55; 160]);
+    a.send_to(&mine, relay_a).unwrap();
+    assert_eq!(receive(&b, 1), vec![mine]);
+}

@@ -178,6 +178,8 @@ pub struct MediaSection {
     /// Offer transcodable codecs (G.711 µ/A-law, G.722) to the answerer and transcode when the
     /// legs share no codec.
     pub transcoding: bool,
+    /// Music on hold: `"builtin"`, a WAV file (8 or 16 kHz, 16-bit), or `""` for none.
+    pub music_on_hold: String,
 }
 
 impl Default for MediaSection {
@@ -191,6 +193,7 @@ impl Default for MediaSection {
             mos_alert_threshold: 3.5,
             inband_dtmf: true,
             transcoding: true,
+            music_on_hold: "builtin".to_owned(),
         }
     }
 }
@@ -380,6 +383,9 @@ impl Config {
         if hi - lo < 3 {
             return Err(err("media", "rtp_ports", 0, "the range must hold at least two RTP/RTCP port pairs".into()));
         }
+        if let Err(m) = load_music(&self.media.music_on_hold) {
+            return Err(err("media", "music_on_hold", 0, m));
+        }
         let threshold = self.media.mos_alert_threshold;
         if !(0.0..=4.5).contains(&threshold) {
             return Err(err(
@@ -552,6 +558,47 @@ fn locate(text: &str, table: &str, key: &str, nth: usize) -> Option<usize> {
     None
 }
 
+/// The music on hold `spec` names: `""` none, `"builtin"` the built-in music, else a WAV file
+/// (8 or 16 kHz, 16-bit integer, mono or stereo), mixed to mono and brought to 8 kHz.
+pub fn load_music(spec: &str) -> Result<Option<media::player::Source>, String> {
+    match spec {
+        "" => return Ok(None),
+        "builtin" => return Ok(Some(media::player::Source::BuiltinMusic)),
+        _ => {}
+    }
+    let mut reader = hound::WavReader::open(spec)
+        .map_err(|e| format!("expected \"builtin\", \"\" or a readable WAV file; {spec}: {e}"))?;
+    let wav = reader.spec();
+    if wav.sample_format != hound::SampleFormat::Int
+        || wav.bits_per_sample != 16
+        || !matches!(wav.sample_rate, 8000 | 16000)
+        || !matches!(wav.channels, 1 | 2)
+    {
+        return Err(format!(
+            "{spec}: expected 16-bit PCM at 8000 or 16000 Hz, mono or stereo; found {} bits at {} Hz, {} channels \
+             (convert it, e.g. `sox in.wav -r 8000 -c 1 -b 16 out.wav`)",
+            wav.bits_per_sample, wav.sample_rate, wav.channels
+        ));
+    }
+    let samples: Vec<i16> = reader.samples::<i16>().collect::<Result<_, _>>().map_err(|e| format!("{spec}: {e}"))?;
+    let mono: Vec<i16> = if wav.channels == 2 {
+        samples.chunks(2).map(|c| ((i32::from(c[0]) + i32::from(*c.get(1).unwrap_or(&c[0]))) / 2) as i16).collect()
+    } else {
+        samples
+    };
+    let narrow = if wav.sample_rate == 16000 {
+        let mut out = Vec::with_capacity(mono.len() / 2);
+        audio::resample::Downsampler::new().process(&mono, &mut out);
+        out
+    } else {
+        mono
+    };
+    if narrow.is_empty() {
+        return Err(format!("{spec}: the file holds no audio"));
+    }
+    Ok(Some(media::player::Source::Samples(std::sync::Arc::new(narrow))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,5 +669,49 @@ display_name = "Alice"
         let e = parse("[[tenants]]\nname = \"x\"\n").unwrap_err();
         assert!(e.message.contains("missing field `domain`"), "{e}");
         assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn music_on_hold_must_be_a_usable_wav() {
+        let with = |value: &str| {
+            ISSUE_EXAMPLE.replace(
+                "rtp_ports = [20000, 29999]",
+                &format!("rtp_ports = [20000, 29999]\nmusic_on_hold = \"{value}\""),
+            )
+        };
+        let e = parse(&with("/nonexistent/music.wav")).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(7), Some("media.music_on_hold")), "{e}");
+        let dir = std::env::temp_dir().join(format!("sb-moh-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let wav = |name: &str, rate: u32, bits: u16| {
+            let path = dir.join(name);
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: rate,
+                bits_per_sample: bits,
+                sample_format: hound::SampleFormat::Int,
+            };
+            let mut w = hound::WavWriter::create(&path, spec).unwrap();
+            for i in 0..1600 {
+                if bits == 16 {
+                    w.write_sample((i % 100) as i16 * 100).unwrap();
+                } else {
+                    w.write_sample((i % 100) as i8).unwrap();
+                }
+            }
+            w.finalize().unwrap();
+            path.display().to_string()
+        };
+        let e = parse(&with(&wav("cd.wav", 44100, 16))).unwrap_err();
+        assert!(e.message.contains("8000 or 16000 Hz") && e.message.contains("sox"), "{e}");
+        assert!(parse(&with(&wav("8bit.wav", 8000, 8))).is_err());
+        let c = parse(&with(&wav("wide.wav", 16000, 16))).unwrap();
+        match load_music(&c.media.music_on_hold).unwrap() {
+            Some(media::player::Source::Samples(s)) => assert_eq!(s.len(), 800),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(load_music("builtin"), Ok(Some(media::player::Source::BuiltinMusic))));
+        assert!(matches!(load_music(""), Ok(None)));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

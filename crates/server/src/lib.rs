@@ -200,11 +200,16 @@ pub async fn serve(cfg: Config, opts: ServeOptions, shutdown: impl Future<Output
             ring_timeout: Duration::from_secs(cfg.calls.ring_timeout_secs),
             user_agent: cfg.sip.server_name.clone(),
             transcoding: cfg.media.transcoding,
+            music_on_hold: !cfg.media.music_on_hold.is_empty(),
         },
         media_timeout: (cfg.media.media_timeout_secs > 0).then(|| Duration::from_secs(cfg.media.media_timeout_secs)),
         quality_interval: (cfg.media.quality_interval_secs > 0)
             .then(|| Duration::from_secs(cfg.media.quality_interval_secs)),
         mos_alert_threshold: cfg.media.mos_alert_threshold,
+        music_on_hold: config::load_music(&cfg.media.music_on_hold).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "music on hold unavailable");
+            None
+        }),
         recordings: cfg.calls.record.then(|| {
             if cfg.calls.recordings_dir.as_os_str().is_empty() {
                 cfg.data_dir.join("recordings")

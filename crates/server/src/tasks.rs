@@ -168,6 +168,14 @@ async fn run_call(
                         }
                     }
                 }
+                CallOutput::Media(MediaCommand::MusicOnHold { side: held, on }) => {
+                    if let Some(session) = &session {
+                        let source = if on { ctx.music_on_hold.clone() } else { None };
+                        if on == source.is_some() {
+                            let _ = session.play(side(held), source);
+                        }
+                    }
+                }
                 CallOutput::Media(MediaCommand::SetPeer { side: s, peer }) => {
                     let events: Vec<media::TelephoneEventType> = peer
                         .telephone_events

@@ -403,6 +403,11 @@ fn no_dtmf_heard_in_recorded_speech() {
 
 /// RTP payloads (payload type, bytes) of the UDP packets in a classic pcap of Ethernet frames.
 fn rtp_in_pcap(path: &Path) -> Vec<(u8, Vec<u8>)> {
+    rtp_streams_in_pcap(path).into_iter().map(|(_, pt, payload)| (pt, payload)).collect()
+}
+
+/// (SSRC, payload type, payload) of the RTP packets in a classic pcap of Ethernet frames.
+fn rtp_streams_in_pcap(path: &Path) -> Vec<(u32, u8, Vec<u8>)> {
     let pcap = std::fs::read(path).unwrap();
     let mut out = Vec::new();
     let mut at = 24;
@@ -410,7 +415,8 @@ fn rtp_in_pcap(path: &Path) -> Vec<(u8, Vec<u8>)> {
         let len = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
         let frame = &pcap[at + 16..(at + 16 + len).min(pcap.len())];
         if frame.len() > 54 {
-            out.push((frame[43] & 0x7F, frame[54..].to_vec()));
+            let ssrc = u32::from_be_bytes(frame[50..54].try_into().unwrap());
+            out.push((ssrc, frame[43] & 0x7F, frame[54..].to_vec()));
         }
         at += 16 + len;
     }
@@ -571,4 +577,39 @@ fn recorded_call_holds_both_parties_tones() {
     let (l, r) = (dominant_frequency(&loudest(&left), 8000), dominant_frequency(&loudest(&right), 8000));
     assert!((l - 1000.0).abs() < 20.0, "caller channel: {l} Hz");
     assert!((r - 2000.0).abs() < 40.0, "callee channel: {r} Hz");
+}
+
+#[test]
+fn music_on_hold_reaches_the_held_party() {
+    use audio::analysis::{dominant_frequency, rms};
+    use audio::g711::Law;
+    let server = Server::start(Setup::default());
+    let dir = TempDir::new("moh");
+    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
+    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
+    let (uas_port, uas_media, uac_media) = (peers.first(), media.port(0), media.port(4));
+    register(&server, &dir.0, "1002", uas_port);
+    let uas = callee("uas.xml", uas_port, uas_media, 1);
+    let capture = Capture::start_named(&dir.0, "held.pcap", &format!("udp and dst port {uas_media}"));
+    // Call, 500 ms of talk, hold (a=sendonly) for 500 ms, resume, BYE.
+    let out = caller("uac_hold.xml", &server, caller_csv(&dir.0, 1, "1002"), 1, 1.0, uac_media);
+    let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
+    assert!(out.all_succeeded(), "caller:\n{out}");
+    assert!(uas_out.all_succeeded(), "callee:\n{uas_out}");
+    let packets = rtp_streams_in_pcap(&capture.finish());
+    // The caller's stream (SIPp's capture) is the first SSRC seen; the music has its own.
+    let caller_ssrc = packets.first().map(|p| p.0).expect("no RTP reached the callee");
+    let music: Vec<&(u32, u8, Vec<u8>)> = packets.iter().filter(|p| p.0 != caller_ssrc).collect();
+    assert!(music.len() >= 15, "{} music packets reached the held callee", music.len());
+    let mut samples = Vec::new();
+    let mut decoded = Vec::new();
+    for (_, pt, payload) in &music {
+        assert_eq!(*pt, 8, "music in the callee's codec (PCMA)");
+        Law::Alaw.decode(payload, &mut decoded);
+        samples.extend_from_slice(&decoded);
+    }
+    assert!(rms(&samples) > 300.0, "the music is silent");
+    // The built-in music starts on C5.
+    let found = dominant_frequency(&samples[..samples.len().min(2400)], 8000);
+    assert!((found - 523.25).abs() < 10.0, "music at {found} Hz");
 }

@@ -55,6 +55,8 @@ pub struct CallConfig {
     /// Offer the codecs the relay can transcode (G.711 µ/A-law, G.722) beside the offerer's,
     /// and transcode when the answerer picks one of them.
     pub transcoding: bool,
+    /// Play music on hold to the party put on hold.
+    pub music_on_hold: bool,
 }
 
 impl Default for CallConfig {
@@ -64,6 +66,7 @@ impl Default for CallConfig {
             ring_timeout: Duration::from_secs(120),
             user_agent: format!("Switchboard/{}", env!("CARGO_PKG_VERSION")),
             transcoding: true,
+            music_on_hold: true,
         }
     }
 }
@@ -108,6 +111,13 @@ pub enum MediaCommand {
     },
     /// Transcode between the legs as described, or stop (`None`).
     Transcode(Option<TranscodeSpec>),
+    /// Play music on hold into `side` (the held party), or stop.
+    MusicOnHold {
+        /// The held leg.
+        side: Side,
+        /// Start (true) or stop.
+        on: bool,
+    },
 }
 
 /// What each leg sends and receives when their codecs differ.
@@ -310,6 +320,8 @@ pub struct Call {
     on_hold: bool,
     exchange: Option<Exchange>,
     transcoding: Option<TranscodeSpec>,
+    /// Legs hearing music on hold (A, B).
+    moh: [bool; 2],
     ring_deadline: Option<Instant>,
     linger_until: Option<Instant>,
     ended: bool,
@@ -409,6 +421,7 @@ impl Call {
             on_hold: false,
             exchange: None,
             transcoding: None,
+            moh: [false; 2],
             ring_deadline: Some(now.instant + cfg.ring_timeout),
             linger_until: None,
             ended: false,
@@ -715,6 +728,14 @@ impl Call {
         match role {
             SdpRole::Offer => {
                 let offerer = to.other();
+                // An offer that holds (sendonly, inactive, null address) puts `to` on hold; one
+                // that does not takes it off.
+                let held = is_hold(body);
+                let i = if to == Side::A { 0 } else { 1 };
+                if self.cfg.music_on_hold && held != self.moh[i] {
+                    self.moh[i] = held;
+                    self.out.push_back(CallOutput::Media(MediaCommand::MusicOnHold { side: to, on: held }));
+                }
                 let transcodable = formats.iter().any(is_transcodable);
                 self.exchange = Some(Exchange { offerer, formats: formats.clone() });
                 if !self.cfg.transcoding || !transcodable {

@@ -615,6 +615,36 @@ fn offer_gains_transcodable_codecs_and_a_common_codec_needs_no_transcoding() {
 }
 
 #[test]
+fn hold_plays_music_to_the_held_party_and_resume_stops_it() {
+    let mut h = H::start(1);
+    h.answer_and_ack();
+    let moh = |h: &H| {
+        h.media
+            .iter()
+            .filter_map(|m| match m {
+                MediaCommand::MusicOnHold { side, on } => Some((*side, *on)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(moh(&h).is_empty());
+    for (cseq, dir, expected) in
+        [(11, "a=sendonly", vec![(Side::B, true)]), (12, "a=sendrecv", vec![(Side::B, true), (Side::B, false)])]
+    {
+        let sdp = format!("{A_SDP}{dir}\r\n");
+        let reinvite = h.a_request("INVITE", cseq, &format!("z9hG4bKh{cseq}"), "", &sdp);
+        h.feed_request(&reinvite, h.a_flow);
+        let to_b = req_of(h.to(h.b_flows[0].remote).last().unwrap()).clone();
+        let mut ok = Response::to_request(&to_b, 200, None, None);
+        ok.set_body("application/sdp", B_SDP.replace("t=0 0\r\n", "t=0 0\r\na=recvonly\r\n"));
+        h.feed_response(ok);
+        let ack = h.a_request("ACK", cseq, &format!("z9hG4bKha{cseq}"), "", "");
+        h.feed_request(&ack, h.a_flow);
+        assert_eq!(moh(&h), expected);
+    }
+}
+
+#[test]
 fn callee_choosing_another_codec_is_transcoded() {
     let mut h = H::start(1);
     h.b_responds(0, 180, None);

@@ -1,0 +1,218 @@
+//! Audio the relay plays into a leg itself (music on hold, later prompts and tones): a source
+//! of 8 kHz samples, cut into 20 ms RTP packets in the codec the leg uses, with the player's own
+//! SSRC, sequence numbers and timestamps. Sans-IO: [`Player::frame`] builds the packet due at a
+//! given time; the worker sends it.
+
+use std::f64::consts::TAU;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use audio::g711::Law;
+use audio::g722::G722Encoder;
+use audio::resample::Upsampler;
+
+/// Samples per 20 ms frame at 8 kHz.
+const FRAME: usize = 160;
+/// Packet interval.
+pub const PACKET_INTERVAL: Duration = Duration::from_millis(20);
+
+/// What a player plays.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// The built-in music on hold: a slow arpeggio of soft tones, looped.
+    BuiltinMusic,
+    /// 8 kHz samples, looped (from a file, converted by the caller).
+    Samples(Arc<Vec<i16>>),
+}
+
+/// The codec a player encodes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlayCodec {
+    /// G.711 µ-law (payload type 0).
+    Pcmu,
+    /// G.711 A-law (8).
+    Pcma,
+    /// G.722 (9).
+    G722,
+}
+
+impl PlayCodec {
+    /// The codec of a static payload type, if the player can produce it.
+    pub fn from_payload_type(pt: u8) -> Option<PlayCodec> {
+        match pt {
+            0 => Some(PlayCodec::Pcmu),
+            8 => Some(PlayCodec::Pcma),
+            9 => Some(PlayCodec::G722),
+            _ => None,
+        }
+    }
+
+    fn payload_type(self) -> u8 {
+        match self {
+            PlayCodec::Pcmu => 0,
+            PlayCodec::Pcma => 8,
+            PlayCodec::G722 => 9,
+        }
+    }
+}
+
+/// Notes of the built-in music (C5 E5 G5 E5), 400 ms each.
+const NOTES: [f64; 4] = [523.25, 659.25, 783.99, 659.25];
+const NOTE_SAMPLES: usize = 3200;
+
+/// One leg's player.
+#[derive(Debug)]
+pub struct Player {
+    source: Source,
+    position: usize,
+    phase: f64,
+    codec: PlayCodec,
+    ssrc: u32,
+    seq: u16,
+    timestamp: u32,
+    next_due: Instant,
+    first: bool,
+    g722: Option<(Box<G722Encoder>, Upsampler)>,
+    samples: [i16; FRAME],
+    wide: Vec<i16>,
+    payload: Vec<u8>,
+}
+
+impl Player {
+    /// A player of `source` in `codec`, its first packet due at `now`.
+    pub fn new(source: Source, codec: PlayCodec, ssrc: u32, now: Instant) -> Self {
+        Player {
+            source,
+            position: 0,
+            phase: 0.0,
+            codec,
+            ssrc,
+            seq: (ssrc >> 16) as u16,
+            timestamp: ssrc.rotate_left(7),
+            next_due: now,
+            first: true,
+            g722: (codec == PlayCodec::G722).then(|| (Box::new(G722Encoder::new()), Upsampler::new())),
+            samples: [0; FRAME],
+            wide: Vec::with_capacity(2 * FRAME),
+            payload: Vec::with_capacity(2 * FRAME),
+        }
+    }
+
+    /// When the next packet is due.
+    pub fn next_due(&self) -> Instant {
+        self.next_due
+    }
+
+    /// Writes the packet due now into `out` (cleared first) if one is due; the schedule then
+    /// moves on 20 ms. A player that fell far behind (the worker was busy) skips ahead rather
+    /// than bursting.
+    pub fn frame(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        if now < self.next_due {
+            return false;
+        }
+        self.fill();
+        self.payload.clear();
+        match self.codec {
+            PlayCodec::Pcmu => Law::Ulaw.encode(&self.samples, &mut self.payload),
+            PlayCodec::Pcma => Law::Alaw.encode(&self.samples, &mut self.payload),
+            PlayCodec::G722 => {
+                if let Some((encoder, up)) = &mut self.g722 {
+                    self.wide.clear();
+                    up.process(&self.samples, &mut self.wide);
+                    encoder.encode(&self.wide, &mut self.payload);
+                }
+            }
+        }
+        out.clear();
+        out.push(0x80);
+        out.push(if self.first { 0x80 } else { 0 } | self.codec.payload_type());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.extend_from_slice(&self.ssrc.to_be_bytes());
+        out.extend_from_slice(&self.payload);
+        self.first = false;
+        self.seq = self.seq.wrapping_add(1);
+        // G.722's RTP clock is 8000 too (RFC 3551).
+        self.timestamp = self.timestamp.wrapping_add(FRAME as u32);
+        self.next_due += PACKET_INTERVAL;
+        if now.saturating_duration_since(self.next_due) > 5 * PACKET_INTERVAL {
+            self.next_due = now + PACKET_INTERVAL;
+        }
+        true
+    }
+
+    fn fill(&mut self) {
+        match &self.source {
+            Source::Samples(data) if !data.is_empty() => {
+                for s in &mut self.samples {
+                    *s = data[self.position % data.len()];
+                    self.position = (self.position + 1) % data.len();
+                }
+            }
+            Source::Samples(_) => self.samples = [0; FRAME],
+            Source::BuiltinMusic => {
+                let amplitude = audio::tone::amplitude_for_dbm0(-18.0);
+                for s in &mut self.samples {
+                    let note = (self.position / NOTE_SAMPLES) % NOTES.len();
+                    let within = self.position % NOTE_SAMPLES;
+                    // Soft attack and release, so the notes do not click.
+                    let envelope = (within as f64 / 400.0).min(1.0) * ((NOTE_SAMPLES - within) as f64 / 800.0).min(1.0);
+                    *s = (amplitude * envelope * self.phase.sin()) as i16;
+                    self.phase = (self.phase + TAU * NOTES[note] / 8000.0) % TAU;
+                    self.position = (self.position + 1) % (NOTE_SAMPLES * NOTES.len());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use audio::analysis::{dominant_frequency, rms};
+
+    #[test]
+    fn packets_every_20_ms_with_a_running_header() {
+        let start = Instant::now();
+        let mut player = Player::new(Source::BuiltinMusic, PlayCodec::Pcma, 0x1234_5678, start);
+        let mut out = Vec::new();
+        let mut decoded = Vec::new();
+        let mut audio = Vec::new();
+        let mut headers = Vec::new();
+        for i in 0..100u32 {
+            let now = start + PACKET_INTERVAL * i;
+            assert!(player.frame(now, &mut out), "packet {i} due");
+            assert!(!player.frame(now, &mut out), "only one per interval");
+            headers.push(out[..12].to_vec());
+            Law::Alaw.decode(&out[12..], &mut decoded);
+            audio.extend_from_slice(&decoded);
+        }
+        let out_len = 12 + 160;
+        assert_eq!(headers[0][1], 0x80 | 8, "marker on the first packet");
+        assert_eq!(headers[1][1], 8);
+        let seq = |h: &Vec<u8>| u16::from_be_bytes([h[2], h[3]]);
+        let ts = |h: &Vec<u8>| u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+        assert_eq!(seq(&headers[1]), seq(&headers[0]).wrapping_add(1));
+        assert_eq!(ts(&headers[1]), ts(&headers[0]).wrapping_add(160));
+        assert_eq!(&headers[5][8..12], &0x1234_5678u32.to_be_bytes());
+        assert_eq!(decoded.len() + 12, out_len);
+        // Not silent, and the first note is C5.
+        assert!(rms(&audio) > 300.0);
+        assert!((dominant_frequency(&audio[400..3000], 8000) - 523.25).abs() < 5.0);
+    }
+
+    #[test]
+    fn g722_and_looped_samples() {
+        let start = Instant::now();
+        let data = Arc::new((0..800).map(|i| if i % 16 < 8 { 8000 } else { -8000 }).collect::<Vec<i16>>());
+        let mut player = Player::new(Source::Samples(data), PlayCodec::G722, 7, start);
+        let mut out = Vec::new();
+        assert!(player.frame(start, &mut out));
+        assert_eq!((out[1], out.len()), (0x80 | 9, 12 + 160));
+        // Far behind: skips ahead instead of bursting.
+        let late = start + Duration::from_secs(1);
+        assert!(player.frame(late, &mut out));
+        assert!(!player.frame(late, &mut out));
+        assert!(player.next_due() > late);
+    }
+}
