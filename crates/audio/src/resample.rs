@@ -38,18 +38,47 @@ fn saturate(v: f32) -> i16 {
     v.round().clamp(-32768.0, 32767.0) as i16
 }
 
+/// A window of the last `N` values, kept twice over so that it can always be read as one
+/// contiguous slice (oldest first) without shifting on every sample.
+#[derive(Clone, Debug)]
+struct History<const N: usize> {
+    values: Vec<f32>,
+    /// Where the next value goes (0..N).
+    at: usize,
+}
+
+impl<const N: usize> History<N> {
+    fn new() -> Self {
+        History { values: vec![0.0; 2 * N], at: 0 }
+    }
+
+    fn push(&mut self, value: f32) {
+        self.values[self.at] = value;
+        self.values[self.at + N] = value;
+        self.at = (self.at + 1) % N;
+    }
+
+    /// The last N values, oldest first.
+    fn window(&self) -> &[f32] {
+        &self.values[self.at..self.at + N]
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
 /// 16 kHz → 8 kHz.
 #[derive(Clone, Debug)]
 pub struct Downsampler {
-    /// The last TAPS input samples, newest last.
-    history: [f32; TAPS],
+    history: History<TAPS>,
     /// An input sample waiting for its pair (odd-length input).
     odd: Option<i16>,
 }
 
 impl Default for Downsampler {
     fn default() -> Self {
-        Downsampler { history: [0.0; TAPS], odd: None }
+        Downsampler { history: History::new(), odd: None }
     }
 }
 
@@ -62,42 +91,54 @@ impl Downsampler {
     /// Converts `input` (16 kHz), appending to `out` (8 kHz): one sample per two in.
     pub fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
         let h = coefficients();
-        let push = |history: &mut [f32; TAPS], x: i16| {
-            history.copy_within(1.., 0);
-            history[TAPS - 1] = f32::from(x);
-        };
         let mut samples = input.iter().copied();
         if let Some(first) = self.odd.take() {
             let Some(second) = samples.next() else {
                 self.odd = Some(first);
                 return;
             };
-            push(&mut self.history, first);
-            push(&mut self.history, second);
-            out.push(saturate(self.history.iter().zip(h).map(|(x, c)| x * c).sum()));
+            self.history.push(f32::from(first));
+            self.history.push(f32::from(second));
+            out.push(saturate(dot(self.history.window(), h)));
         }
         while let Some(a) = samples.next() {
             let Some(b) = samples.next() else {
                 self.odd = Some(a);
                 break;
             };
-            push(&mut self.history, a);
-            push(&mut self.history, b);
-            out.push(saturate(self.history.iter().zip(h).map(|(x, c)| x * c).sum()));
+            self.history.push(f32::from(a));
+            self.history.push(f32::from(b));
+            out.push(saturate(dot(self.history.window(), h)));
         }
     }
 }
 
+/// Taps of the upsampler's two phases: the zero-stuffed signal meets the even taps when the
+/// newest value is a real sample, the odd taps when it is a stuffed zero (oldest first, gain 2).
+fn phases() -> &'static ([f32; PHASE_EVEN], [f32; PHASE_ODD]) {
+    static PHASES: OnceLock<([f32; PHASE_EVEN], [f32; PHASE_ODD])> = OnceLock::new();
+    PHASES.get_or_init(|| {
+        let h = coefficients();
+        let even = std::array::from_fn(|k| 2.0 * h[2 * k]);
+        // With a zero newest, the real samples sit at the odd taps 1, 3, ..., 29.
+        let odd = std::array::from_fn(|k| 2.0 * h[2 * k + 1]);
+        (even, odd)
+    })
+}
+
+const PHASE_EVEN: usize = TAPS.div_ceil(2);
+const PHASE_ODD: usize = TAPS / 2;
+
 /// 8 kHz → 16 kHz.
 #[derive(Clone, Debug)]
 pub struct Upsampler {
-    /// The last TAPS samples of the zero-stuffed signal, newest last.
-    history: [f32; TAPS],
+    /// The last input samples (8 kHz), oldest first.
+    history: History<PHASE_EVEN>,
 }
 
 impl Default for Upsampler {
     fn default() -> Self {
-        Upsampler { history: [0.0; TAPS] }
+        Upsampler { history: History::new() }
     }
 }
 
@@ -109,14 +150,14 @@ impl Upsampler {
 
     /// Converts `input` (8 kHz), appending to `out` (16 kHz): two samples per one in.
     pub fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
-        let h = coefficients();
+        let (even, odd) = phases();
         for &x in input {
-            // Zero-stuffing halves the level: the filter's gain of 2 restores it.
-            for value in [f32::from(x), 0.0] {
-                self.history.copy_within(1.., 0);
-                self.history[TAPS - 1] = value;
-                out.push(saturate(2.0 * self.history.iter().zip(h).map(|(s, c)| s * c).sum::<f32>()));
-            }
+            self.history.push(f32::from(x));
+            let window = self.history.window();
+            // Newest real sample at the last tap.
+            out.push(saturate(dot(window, even)));
+            // One stuffed zero later: the same samples one tap further, the newest at tap 29.
+            out.push(saturate(dot(&window[1..], odd)));
         }
     }
 }
