@@ -8,7 +8,7 @@ use bytes::Bytes;
 use pbx::Now;
 use pbx::call::{Call, CallOutput, MediaAnchors, MediaCommand, NewCall, Side};
 use pbx::cdr::CdrBuilder;
-use pbx::events::{CallEvent, CallEventKind, DtmfMethod, LegQuality, MediaCounters, QualityAlerts};
+use pbx::events::{CallEvent, CallEventKind, LegQuality, MediaCounters, QualityAlerts};
 use pbx::ids::IdGen;
 use pbx::location::{Binding, BindingChange};
 use sdp::Anchor;
@@ -237,13 +237,9 @@ async fn run_call(
                     }
                     Some(CallMsg::SendError(tx)) => call.handle_send_error(tx, n),
                     Some(CallMsg::Media(media::MediaEvent::Dtmf { side: from, digit, duration, in_band, .. })) => {
-                        let kind = CallEventKind::Dtmf {
-                            caller_leg: from == media::Side::A,
-                            digit,
-                            duration_ms: u32::try_from(duration.as_millis()).unwrap_or(u32::MAX),
-                            method: if in_band { DtmfMethod::InBand } else { DtmfMethod::Rfc4733 },
-                        };
-                        ctx.events.publish(CallEvent { call: call.id(), tenant_id: call.tenant_id(), at_ms: n.unix_ms, kind });
+                        let from = if from == media::Side::A { Side::A } else { Side::B };
+                        let duration_ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
+                        call.handle_media_dtmf(from, digit, duration_ms, in_band, n);
                     }
                     Some(CallMsg::Shutdown) => call.shutdown(n),
                     None => break,

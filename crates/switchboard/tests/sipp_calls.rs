@@ -613,3 +613,42 @@ fn music_on_hold_reaches_the_held_party() {
     let found = dominant_frequency(&samples[..samples.len().min(2400)], 8000);
     assert!((found - 523.25).abs() < 10.0, "music at {found} Hz");
 }
+
+#[test]
+fn rfc4733_digits_reach_a_callee_without_telephone_events_as_info() {
+    let server = Server::start(Setup::default());
+    let dir = TempDir::new("dtmf-info");
+    // The callee declares PCMA only: it cannot receive RFC 4733 events.
+    let uas = dir.0.join("uas_no_events.xml");
+    let text = std::fs::read_to_string(scenario("uas_info.xml"))
+        .unwrap()
+        .replace("RTP/AVP 8 101", "RTP/AVP 8")
+        .replace("      a=rtpmap:101 telephone-event/8000\n", "");
+    assert!(!text.contains("telephone-event"));
+    std::fs::write(&uas, text).unwrap();
+    let trace = dir.0.join("callee-messages.log");
+    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
+    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
+    let (uas_port, uas_media, uac_media) = (peers.first(), media.port(0), media.port(4));
+    register(&server, &dir.0, "1002", uas_port);
+    let mut o = opts("uas_info.xml", None);
+    o.scenario = Scenario::File(uas);
+    o.local_port = Some(uas_port);
+    o.media_port = Some(uas_media);
+    o.calls = Some(1);
+    o.timeout = Duration::from_secs(60);
+    o.extra_args = vec!["-trace_msg".into(), "-message_file".into(), trace.display().to_string()];
+    let callee = Sipp::spawn(o).unwrap();
+    // The caller sends digit 1 as RFC 4733 events (280 ms), then digit 5 by INFO.
+    let out = caller("uac_dtmf.xml", &server, caller_csv(&dir.0, 1, "1002"), 1, 1.0, uac_media);
+    let callee_out = callee.wait(Duration::from_secs(30)).unwrap();
+    assert!(out.all_succeeded(), "caller:\n{out}");
+    assert!(callee_out.all_succeeded(), "callee:\n{callee_out}");
+    let messages = std::fs::read_to_string(&trace).unwrap();
+    let infos: Vec<&str> = messages.split("INFO sip:").skip(1).collect();
+    assert!(
+        infos.iter().any(|m| m.contains("Signal=1") && m.contains("Duration=280")),
+        "digit 1 did not reach the callee as INFO:\n{messages}"
+    );
+    assert!(infos.iter().any(|m| m.contains("Signal=5")), "the caller's INFO was not relayed:\n{messages}");
+}

@@ -239,6 +239,8 @@ enum Purpose {
     StrayBye,
     /// A request relayed from the other leg; its final response goes back there.
     Relay { from: Side, key: ServerKey },
+    /// A DTMF digit converted to SIP INFO for a leg without telephone-events.
+    DtmfInfo,
 }
 
 #[derive(Debug)]
@@ -322,6 +324,8 @@ pub struct Call {
     transcoding: Option<TranscodeSpec>,
     /// Legs hearing music on hold (A, B).
     moh: [bool; 2],
+    /// Legs whose SDP declared RFC 4733 telephone-events (A, B).
+    telephone_events: [bool; 2],
     ring_deadline: Option<Instant>,
     linger_until: Option<Instant>,
     ended: bool,
@@ -422,6 +426,7 @@ impl Call {
             exchange: None,
             transcoding: None,
             moh: [false; 2],
+            telephone_events: [false; 2],
             ring_deadline: Some(now.instant + cfg.ring_timeout),
             linger_until: None,
             ended: false,
@@ -725,6 +730,8 @@ impl Call {
     /// (anchoring then refuses them).
     fn negotiate(&mut self, to: Side, body: &[u8], role: SdpRole) -> Vec<u8> {
         let Ok(formats) = sdp::audio_formats(body) else { return body.to_vec() };
+        let sender = if to == Side::A { 1 } else { 0 };
+        self.telephone_events[sender] = formats.iter().any(sdp::Format::is_telephone_event);
         match role {
             SdpRole::Offer => {
                 let offerer = to.other();
@@ -786,6 +793,28 @@ impl Call {
                 rewritten
             }
         }
+    }
+
+    /// A DTMF digit the relay found in `from`'s media: published as an event and, when it came
+    /// as RFC 4733 events and the other leg declared none (it could not understand them),
+    /// sent to that leg as SIP INFO (`application/dtmf-relay`).
+    pub fn handle_media_dtmf(&mut self, from: Side, digit: char, duration_ms: u32, in_band: bool, now: Now) {
+        let method = if in_band { DtmfMethod::InBand } else { DtmfMethod::Rfc4733 };
+        self.event(now, CallEventKind::Dtmf { caller_leg: from == Side::A, digit, duration_ms, method });
+        let to = from.other();
+        let to_index = if to == Side::A { 0 } else { 1 };
+        if in_band || self.telephone_events[to_index] || !matches!(self.phase, Phase::Answered | Phase::Confirmed) {
+            return;
+        }
+        let Some(d) = self.dialog_mut(to) else { return };
+        let cseq = d.next_cseq();
+        let d = d.clone();
+        let branch = self.ids.branch();
+        let mut info = d.request(Method::Info, cseq, &branch, &self.cfg.user_agent);
+        info.set_body("application/dtmf-relay", format!("Signal={digit}\r\nDuration={duration_ms}\r\n"));
+        let key = ClientKey { branch: branch.as_str().into(), method: KeyMethod::Other(Method::Info) };
+        let tx = ClientNonInvite::new(info, d.flow.transport.is_reliable(), self.cfg.timers, now.instant);
+        self.add_client(to, d.flow, key, ClientKind::NonInvite(tx), Purpose::DtmfInfo, now);
     }
 
     fn set_transcoding(&mut self, spec: Option<TranscodeSpec>) {

@@ -645,6 +645,35 @@ fn hold_plays_music_to_the_held_party_and_resume_stops_it() {
 }
 
 #[test]
+fn rfc4733_digits_become_info_for_a_leg_without_telephone_events() {
+    let mut h = H::start(1);
+    h.b_responds(0, 180, None);
+    let b_plain = B_SDP.replace("RTP/AVP 0 101", "RTP/AVP 0").replace("a=rtpmap:101 telephone-event/8000\r\n", "");
+    h.b_responds(0, 200, Some(&b_plain));
+    let ack = h.a_request("ACK", 10, "z9hG4bKack1", "", "");
+    h.feed_request(&ack, h.a_flow);
+    let before = h.to(h.b_flows[0].remote).len();
+    let now = h.now;
+    h.call.handle_media_dtmf(Side::A, '7', 120, false, now);
+    h.drain();
+    let sent = h.to(h.b_flows[0].remote);
+    assert_eq!(sent.len(), before + 1);
+    let info = req_of(sent.last().unwrap()).clone();
+    assert_eq!(info.method, Method::Info);
+    assert_eq!(&info.body[..], b"Signal=7\r\nDuration=120\r\n");
+    assert!(h.events.iter().any(|e| matches!(e, CallEventKind::Dtmf { caller_leg: true, digit: '7', .. })));
+    h.feed_response(Response::to_request(&info, 200, None, None));
+    // Tones heard in band are not converted (the other leg hears them), nor digits toward a
+    // leg that declared telephone-events.
+    let now = h.now;
+    h.call.handle_media_dtmf(Side::A, '8', 100, true, now);
+    h.call.handle_media_dtmf(Side::B, '9', 100, false, now);
+    h.drain();
+    assert_eq!(h.to(h.b_flows[0].remote).len(), before + 1);
+    assert!(!h.to(h.a_flow.remote).iter().any(|m| matches!(m, Message::Request(r) if r.method == Method::Info)));
+}
+
+#[test]
 fn callee_choosing_another_codec_is_transcoded() {
     let mut h = H::start(1);
     h.b_responds(0, 180, None);
