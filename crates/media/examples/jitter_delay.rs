@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use media::jitter::{Frame, JitterBuffer, JitterConfig};
 
 fn main() {
-    println!("| jitter J (ms) | mean added delay (ms) | p95 added delay (ms) | target at end (ms) | late or lost (%) |");
+    println!(
+        "| jitter J (ms) | mean added delay (ms) | p95 added delay (ms) | target at end (ms) | late or lost (%) |"
+    );
     println!("| --- | --- | --- | --- | --- |");
     for jitter_ms in [0u64, 10, 20, 40, 60, 100] {
         let start = Instant::now();
@@ -53,9 +55,6 @@ fn main() {
         let mean = steady.iter().sum::<f64>() / steady.len().max(1) as f64;
         let p95 = sorted.get(sorted.len() * 95 / 100).copied().unwrap_or(0.0);
         let lost = 100.0 * (1.0 - delays.len() as f64 / f64::from(count));
-        println!(
-            "| {jitter_ms} | {mean:.1} | {p95:.1} | {} | {lost:.2} |",
-            buffer.target_delay().as_millis()
-        );
+        println!("| {jitter_ms} | {mean:.1} | {p95:.1} | {} | {lost:.2} |", buffer.target_delay().as_millis());
     }
 }
