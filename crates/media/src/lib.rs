@@ -115,6 +115,7 @@ pub mod record;
 mod relay;
 mod router;
 pub mod rtcp;
+pub mod rtp;
 mod stats;
 mod sys;
 pub mod transcode;

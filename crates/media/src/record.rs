@@ -23,6 +23,7 @@ use audio::resample::Downsampler;
 
 use crate::Side;
 use crate::router::side_index;
+use crate::rtp::payload_range;
 
 /// Sample rate of recordings.
 pub const RECORDING_RATE: u32 = 8000;
@@ -55,20 +56,12 @@ pub(crate) struct RecordTap {
 impl RecordTap {
     /// An RTP packet from `side`, arrived at `now`: its audio goes to the writer.
     pub(crate) fn on_rtp(&mut self, side: Side, packet: &[u8], now: Instant) {
-        if packet.len() < 13 || packet[0] >> 6 != 2 {
-            return;
-        }
+        let Some(range) = payload_range(packet) else { return };
         let pt = packet[1] & 0x7F;
         if !matches!(pt, 0 | 8 | 9) {
             return; // events, comfort noise, codecs not decoded here
         }
-        let mut offset = 12 + 4 * usize::from(packet[0] & 0x0F);
-        if packet[0] & 0x10 != 0 {
-            let Some(ext) = packet.get(offset + 2..offset + 4) else { return };
-            offset += 4 + 4 * usize::from(u16::from_be_bytes([ext[0], ext[1]]));
-        }
-        let padding = if packet[0] & 0x20 != 0 { usize::from(packet[packet.len() - 1]) } else { 0 };
-        let Some(payload) = packet.len().checked_sub(padding).and_then(|end| packet.get(offset..end)) else { return };
+        let payload = &packet[range];
         let mut samples = Vec::with_capacity(payload.len());
         match pt {
             0 => Law::Ulaw.decode(payload, &mut samples),

@@ -10,6 +10,8 @@ use audio::g711::{Law, alaw_decode, alaw_encode, ulaw_decode, ulaw_encode};
 use audio::g722::{G722Decoder, G722Encoder};
 use audio::resample::{Downsampler, Upsampler};
 
+use crate::rtp::payload_range;
+
 /// A codec the relay can transcode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Codec {
@@ -131,15 +133,9 @@ impl Transcoder {
         if pt != self.plan.from.1 {
             return Err(Refused::UnknownPayloadType);
         }
-        let mut offset = 12 + 4 * usize::from(packet[0] & 0x0F);
-        if packet[0] & 0x10 != 0 {
-            let Some(ext) = packet.get(offset + 2..offset + 4) else { return Err(Refused::Malformed) };
-            offset += 4 + 4 * usize::from(u16::from_be_bytes([ext[0], ext[1]]));
-        }
-        let padding = if packet[0] & 0x20 != 0 { usize::from(*packet.last().unwrap_or(&0)) } else { 0 };
-        let end = packet.len().checked_sub(padding).filter(|&e| e >= offset).ok_or(Refused::Malformed)?;
+        let payload = payload_range(packet).ok_or(Refused::Malformed)?;
         packet[1] = marker | self.plan.to.1;
-        self.convert_payload(&mut packet[offset..end]);
+        self.convert_payload(&mut packet[payload]);
         Ok(())
     }
 

@@ -62,6 +62,7 @@ use crate::pool::PortLease;
 use crate::quality::QualityMonitor;
 use crate::record::RecordTap;
 use crate::router::{Action, DropReason, Kind, Router, side_index};
+use crate::rtp::payload_range;
 use crate::stats::{RxTally, SharedStats};
 use crate::sys::{BATCH, RecvBatch, SendBatch};
 use crate::transcode::Transcoder;
@@ -409,20 +410,8 @@ impl DtmfWatch {
         if rate.is_none() && !listening {
             return;
         }
-        // Skip CSRCs and a header extension, if any.
-        let mut offset = 12 + 4 * usize::from(packet[0] & 0x0F);
-        if packet[0] & 0x10 != 0 {
-            let Some(ext) = packet.get(offset + 2..offset + 4) else { return };
-            offset += 4 + 4 * usize::from(u16::from_be_bytes([ext[0], ext[1]]));
-        }
-        let Some(body) = packet.get(offset..) else { return };
-        // Padding (RFC 3550 §5.1): the last byte counts it.
-        let body = if packet[0] & 0x20 != 0 {
-            let pad = usize::from(body.last().copied().unwrap_or(0));
-            &body[..body.len().saturating_sub(pad)]
-        } else {
-            body
-        };
+        let Some(range) = payload_range(packet) else { return };
+        let body = &packet[range];
         if let (Some(law), Some(detector)) = (law, self.tones[side_index(side)].as_mut()) {
             law.decode(body, &mut self.samples);
             self.digits.clear();
