@@ -56,25 +56,83 @@ fn register(server: &Server, dir: &Path, ext: &str, port: u16) {
     assert!(out.all_succeeded(), "callee registration failed:\n{out}");
 }
 
-/// A SIPp callee answering `calls` calls with `file`.
+/// A SIPp callee answering `calls` calls with `file`, echoing the RTP it receives.
 fn callee(file: &str, port: u16, media_port: u16, calls: u64) -> Sipp {
-    let mut o = opts(file, None);
+    spawn_callee(scenario(file), port, media_port, calls, &["-rtp_echo"])
+}
+
+/// A SIPp callee running any scenario file, with extra arguments.
+fn spawn_callee(file: PathBuf, port: u16, media_port: u16, calls: u64, extra_args: &[&str]) -> Sipp {
+    let mut o = SippOptions::new(Scenario::File(file));
     o.local_port = Some(port);
     o.media_port = Some(media_port);
     o.calls = Some(calls);
     o.timeout = Duration::from_secs(120);
-    o.extra_args = vec!["-rtp_echo".into()];
+    o.extra_args = extra_args.iter().map(|a| (*a).to_owned()).collect();
     Sipp::spawn(o).unwrap()
 }
 
 fn caller(file: &str, server: &Server, csv: PathBuf, calls: u64, rate: f64, media_port: u16) -> SippOutcome {
-    let mut o = opts(file, Some(server.sip));
+    run_caller(scenario(file), server, csv, calls, rate, media_port)
+}
+
+/// A SIPp caller running any scenario file.
+fn run_caller(file: PathBuf, server: &Server, csv: PathBuf, calls: u64, rate: f64, media_port: u16) -> SippOutcome {
+    let mut o = SippOptions::new(Scenario::File(file));
+    o.target = Some(server.sip);
     o.inf = vec![csv];
     o.calls = Some(calls);
     o.rate = Some(rate);
     o.media_port = Some(media_port);
     o.timeout = Duration::from_secs(120);
     Sipp::run(o).unwrap()
+}
+
+/// Ports of a SIPp caller and callee, the callee registered as 1002 from `uas_port`.
+struct Peers {
+    uas_port: u16,
+    uas_media: u16,
+    uac_media: u16,
+    _reserved: (ports::PortBlock, ports::PortBlock),
+}
+
+impl Peers {
+    fn register(server: &Server, dir: &Path) -> Peers {
+        let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
+        let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
+        let (uas_port, uas_media, uac_media) = (peers.first(), media.port(0), media.port(4));
+        register(server, dir, "1002", uas_port);
+        Peers { uas_port, uas_media, uac_media, _reserved: (peers, media) }
+    }
+}
+
+/// A copy of the bundled scenario `base`, edited, written to `dir/name`.
+fn edited_scenario(dir: &Path, base: &str, name: &str, edit: impl FnOnce(String) -> String) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, edit(std::fs::read_to_string(scenario(base)).unwrap())).unwrap();
+    path
+}
+
+/// uac.xml (PCMA only, no telephone-event) playing `pcap` instead of SIPp's speech recording.
+fn caller_playing(dir: &Path, pcap: &Path) -> PathBuf {
+    edited_scenario(dir, "uac.xml", "uac_playing.xml", |t| {
+        t.replace("/usr/share/sip-tester/g711a.pcap", &pcap.display().to_string())
+    })
+}
+
+/// Both SIPp sides completed every call.
+fn assert_succeeded(caller: &SippOutcome, callee: &SippOutcome) {
+    assert!(caller.all_succeeded(), "caller:\n{caller}");
+    assert!(callee.all_succeeded(), "callee:\n{callee}");
+}
+
+/// A steady tone of `ms` at 8 kHz, −10 dBm0.
+fn tone_8k(freq: f64, ms: usize) -> Vec<i16> {
+    use audio::tone::{ToneGenerator, ToneSpec};
+    let mut samples = vec![0i16; 8 * ms];
+    let spec = ToneSpec { components: vec![(freq, -10.0)], cadence_ms: vec![], repeat: true };
+    ToneGenerator::new(&spec, 8000).fill(&mut samples);
+    samples
 }
 
 /// tshark counting UDP packets sent by the relay to one port.
@@ -144,10 +202,8 @@ fn two_hundred_calls_with_rtp_both_ways() {
     // 600 relay ports for 200 calls of 4 ports each: only enough if ports come back.
     let server = Server::start(Setup { rtp_ports: 600, ..Setup::default() });
     let dir = TempDir::new("calls");
-    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
-    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
-    let (uas_port, uas_media, uac_media) = (peers.first(), media.port(0), media.port(4));
-    register(&server, &dir.0, "1002", uas_port);
+    let peers = Peers::register(&server, &dir.0);
+    let (uas_port, uas_media, uac_media) = (peers.uas_port, peers.uas_media, peers.uac_media);
     let uas = callee("uas.xml", uas_port, uas_media, 200);
     let capture = Capture::start(
         &dir.0,
@@ -180,11 +236,9 @@ fn two_hundred_calls_with_rtp_both_ways() {
 fn caller_cancels_before_answer() {
     let server = Server::start(Setup::default());
     let dir = TempDir::new("cancel");
-    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
-    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
-    register(&server, &dir.0, "1002", peers.first());
-    let uas = callee("uas_ring.xml", peers.first(), media.port(0), 5);
-    let out = caller("uac_cancel.xml", &server, caller_csv(&dir.0, 5, "1002"), 5, 5.0, media.port(4));
+    let peers = Peers::register(&server, &dir.0);
+    let uas = callee("uas_ring.xml", peers.uas_port, peers.uas_media, 5);
+    let out = caller("uac_cancel.xml", &server, caller_csv(&dir.0, 5, "1002"), 5, 5.0, peers.uac_media);
     let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
     assert!(out.all_succeeded() && out.successful == 5, "caller:\n{out}");
     assert!(uas_out.all_succeeded() && uas_out.successful == 5, "callee:\n{uas_out}");
@@ -196,11 +250,9 @@ fn caller_cancels_before_answer() {
 fn busy_callee_gives_486() {
     let server = Server::start(Setup::default());
     let dir = TempDir::new("busy");
-    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
-    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
-    register(&server, &dir.0, "1002", peers.first());
-    let uas = callee("uas_busy.xml", peers.first(), media.port(0), 5);
-    let out = caller("uac_busy.xml", &server, caller_csv(&dir.0, 5, "1002"), 5, 5.0, media.port(4));
+    let peers = Peers::register(&server, &dir.0);
+    let uas = callee("uas_busy.xml", peers.uas_port, peers.uas_media, 5);
+    let out = caller("uac_busy.xml", &server, caller_csv(&dir.0, 5, "1002"), 5, 5.0, peers.uac_media);
     let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
     assert!(out.all_succeeded() && out.successful == 5, "caller:\n{out}");
     assert!(uas_out.all_succeeded(), "callee:\n{uas_out}");
@@ -212,11 +264,9 @@ fn busy_callee_gives_486() {
 fn callee_hangs_up() {
     let server = Server::start(Setup::default());
     let dir = TempDir::new("byecallee");
-    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
-    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
-    register(&server, &dir.0, "1002", peers.first());
-    let uas = callee("uas_bye.xml", peers.first(), media.port(0), 5);
-    let out = caller("uac_callee_hangs_up.xml", &server, caller_csv(&dir.0, 5, "1002"), 5, 5.0, media.port(4));
+    let peers = Peers::register(&server, &dir.0);
+    let uas = callee("uas_bye.xml", peers.uas_port, peers.uas_media, 5);
+    let out = caller("uac_callee_hangs_up.xml", &server, caller_csv(&dir.0, 5, "1002"), 5, 5.0, peers.uac_media);
     let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
     assert!(out.all_succeeded() && out.successful == 5, "caller:\n{out}");
     assert!(uas_out.all_succeeded() && uas_out.successful == 5, "callee:\n{uas_out}");
@@ -228,11 +278,9 @@ fn callee_hangs_up() {
 fn hold_and_resume_with_reinvite() {
     let server = Server::start(Setup::default());
     let dir = TempDir::new("hold");
-    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
-    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
-    register(&server, &dir.0, "1002", peers.first());
-    let uas = callee("uas.xml", peers.first(), media.port(0), 3);
-    let out = caller("uac_hold.xml", &server, caller_csv(&dir.0, 3, "1002"), 3, 3.0, media.port(4));
+    let peers = Peers::register(&server, &dir.0);
+    let uas = callee("uas.xml", peers.uas_port, peers.uas_media, 3);
+    let out = caller("uac_hold.xml", &server, caller_csv(&dir.0, 3, "1002"), 3, 3.0, peers.uac_media);
     let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
     assert!(out.all_succeeded() && out.successful == 3, "caller:\n{out}");
     assert!(uas_out.all_succeeded() && uas_out.successful == 3, "callee:\n{uas_out}");
@@ -261,15 +309,11 @@ fn unknown_and_unregistered_callees() {
 fn dtmf_by_rfc4733_and_sip_info_reach_call_control() {
     let server = Server::start(Setup::default());
     let dir = TempDir::new("dtmf");
-    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
-    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
-    let (uas_port, uas_media, uac_media) = (peers.first(), media.port(0), media.port(4));
-    register(&server, &dir.0, "1002", uas_port);
+    let peers = Peers::register(&server, &dir.0);
+    let (uas_port, uas_media, uac_media) = (peers.uas_port, peers.uas_media, peers.uac_media);
     let uas = callee("uas_info.xml", uas_port, uas_media, 1);
     let out = caller("uac_dtmf.xml", &server, caller_csv(&dir.0, 1, "1002"), 1, 1.0, uac_media);
-    let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
-    assert!(out.all_succeeded(), "caller:\n{out}");
-    assert!(uas_out.all_succeeded(), "callee:\n{uas_out}");
+    assert_succeeded(&out, &uas.wait(Duration::from_secs(30)).unwrap());
     server.wait_cdrs(1, Duration::from_secs(10));
     let log = server.log();
     // The callee echoes its RTP (-rtp_echo), events included: count the caller's digits.
@@ -344,27 +388,12 @@ fn in_band_dtmf_tones_are_heard_on_a_leg_without_telephone_events() {
     let dir = TempDir::new("inband");
     let pcap = dir.0.join("tones.pcap");
     dtmf_tones_pcap(&pcap, "4#9");
-    // uac.xml (PCMA only, no telephone-event), playing the tones instead of speech.
-    let text = std::fs::read_to_string(scenario("uac.xml"))
-        .unwrap()
-        .replace("/usr/share/sip-tester/g711a.pcap", &pcap.display().to_string());
-    let uac = dir.0.join("uac_tones.xml");
-    std::fs::write(&uac, text).unwrap();
-    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
-    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
-    let (uas_port, uas_media, uac_media) = (peers.first(), media.port(0), media.port(4));
-    register(&server, &dir.0, "1002", uas_port);
+    let uac = caller_playing(&dir.0, &pcap);
+    let peers = Peers::register(&server, &dir.0);
+    let (uas_port, uas_media, uac_media) = (peers.uas_port, peers.uas_media, peers.uac_media);
     let uas = callee("uas.xml", uas_port, uas_media, 1);
-    let mut o = opts("uac.xml", Some(server.sip));
-    o.scenario = Scenario::File(uac);
-    o.inf = vec![caller_csv(&dir.0, 1, "1002")];
-    o.calls = Some(1);
-    o.media_port = Some(uac_media);
-    o.timeout = Duration::from_secs(60);
-    let out = Sipp::run(o).unwrap();
-    let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
-    assert!(out.all_succeeded(), "caller:\n{out}");
-    assert!(uas_out.all_succeeded(), "callee:\n{uas_out}");
+    let out = run_caller(uac, &server, caller_csv(&dir.0, 1, "1002"), 1, 1.0, uac_media);
+    assert_succeeded(&out, &uas.wait(Duration::from_secs(30)).unwrap());
     server.wait_cdrs(1, Duration::from_secs(10));
     let log = server.log();
     let heard: Vec<&str> =
@@ -427,51 +456,22 @@ fn rtp_streams_in_pcap(path: &Path) -> Vec<(u32, u8, Vec<u8>)> {
 fn callee_with_another_codec_is_transcoded_both_ways() {
     use audio::analysis::dominant_frequency;
     use audio::g711::Law;
-    use audio::tone::{ToneGenerator, ToneSpec};
     let server = Server::start(Setup::default());
     let dir = TempDir::new("transcode");
     // The caller offers PCMA only and plays 1 kHz; the callee answers PCMU only and echoes.
-    let mut tone = vec![0i16; 8000 * 2];
-    let spec = ToneSpec { components: vec![(1000.0, -10.0)], cadence_ms: vec![], repeat: true };
-    ToneGenerator::new(&spec, 8000).fill(&mut tone);
     let pcap = dir.0.join("tone.pcap");
-    pcma_pcap(&pcap, &tone);
-    let uac = dir.0.join("uac_tone.xml");
-    let text = std::fs::read_to_string(scenario("uac.xml"))
-        .unwrap()
-        .replace("/usr/share/sip-tester/g711a.pcap", &pcap.display().to_string());
-    std::fs::write(&uac, text).unwrap();
-    let uas_text = std::fs::read_to_string(scenario("uas.xml"))
-        .unwrap()
-        .replace("RTP/AVP 8", "RTP/AVP 0")
-        .replace("a=rtpmap:8 PCMA/8000", "a=rtpmap:0 PCMU/8000");
-    let uas_file = dir.0.join("uas_pcmu.xml");
-    std::fs::write(&uas_file, uas_text).unwrap();
-
-    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
-    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
-    let (uas_port, uas_media, uac_media) = (peers.first(), media.port(0), media.port(4));
-    register(&server, &dir.0, "1002", uas_port);
-    let mut o = opts("uas.xml", None);
-    o.scenario = Scenario::File(uas_file);
-    o.local_port = Some(uas_port);
-    o.media_port = Some(uas_media);
-    o.calls = Some(1);
-    o.timeout = Duration::from_secs(60);
-    o.extra_args = vec!["-rtp_echo".into()];
-    let uas = Sipp::spawn(o).unwrap();
+    pcma_pcap(&pcap, &tone_8k(1000.0, 2000));
+    let uac = caller_playing(&dir.0, &pcap);
+    let uas_file = edited_scenario(&dir.0, "uas.xml", "uas_pcmu.xml", |t| {
+        t.replace("RTP/AVP 8", "RTP/AVP 0").replace("a=rtpmap:8 PCMA/8000", "a=rtpmap:0 PCMU/8000")
+    });
+    let peers = Peers::register(&server, &dir.0);
+    let (uas_port, uas_media, uac_media) = (peers.uas_port, peers.uas_media, peers.uac_media);
+    let uas = spawn_callee(uas_file, uas_port, uas_media, 1, &["-rtp_echo"]);
     let to_callee = Capture::start_named(&dir.0, "callee.pcap", &format!("udp and dst port {uas_media}"));
     let to_caller = Capture::start_named(&dir.0, "caller.pcap", &format!("udp and dst port {uac_media}"));
-    let mut o = opts("uac.xml", Some(server.sip));
-    o.scenario = Scenario::File(uac);
-    o.inf = vec![caller_csv(&dir.0, 1, "1002")];
-    o.calls = Some(1);
-    o.media_port = Some(uac_media);
-    o.timeout = Duration::from_secs(60);
-    let out = Sipp::run(o).unwrap();
-    let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
-    assert!(out.all_succeeded(), "caller:\n{out}");
-    assert!(uas_out.all_succeeded(), "callee:\n{uas_out}");
+    let out = run_caller(uac, &server, caller_csv(&dir.0, 1, "1002"), 1, 1.0, uac_media);
+    assert_succeeded(&out, &uas.wait(Duration::from_secs(30)).unwrap());
     let (callee_file, caller_file) = (to_callee.finish(), to_caller.finish());
 
     for (file, pt, law, who) in [(callee_file, 0u8, Law::Ulaw, "callee"), (caller_file, 8, Law::Alaw, "caller")] {
@@ -496,57 +496,29 @@ fn callee_with_another_codec_is_transcoded_both_ways() {
 #[test]
 fn recorded_call_holds_both_parties_tones() {
     use audio::analysis::dominant_frequency;
-    use audio::tone::{ToneGenerator, ToneSpec};
     let body = format!("[calls]\nrecord = true\n{}", common::ACME);
     let server = Server::start(Setup { body: &body, ..Setup::default() });
     let dir = TempDir::new("record");
-    let tone = |freq: f64| {
-        let mut samples = vec![0i16; 8000 * 3];
-        let spec = ToneSpec { components: vec![(freq, -10.0)], cadence_ms: vec![], repeat: true };
-        ToneGenerator::new(&spec, 8000).fill(&mut samples);
-        samples
-    };
     let (caller_pcap, callee_pcap) = (dir.0.join("caller.pcap"), dir.0.join("callee.pcap"));
-    pcma_pcap(&caller_pcap, &tone(1000.0));
-    pcma_pcap(&callee_pcap, &tone(2000.0));
-    let uac = dir.0.join("uac_tone.xml");
-    let text = std::fs::read_to_string(scenario("uac.xml"))
-        .unwrap()
-        .replace("/usr/share/sip-tester/g711a.pcap", &caller_pcap.display().to_string());
-    std::fs::write(&uac, text).unwrap();
+    pcma_pcap(&caller_pcap, &tone_8k(1000.0, 3000));
+    pcma_pcap(&callee_pcap, &tone_8k(2000.0, 3000));
+    let uac = caller_playing(&dir.0, &caller_pcap);
     // The callee plays its own tone once the call is up.
-    let uas = dir.0.join("uas_tone.xml");
-    let text = std::fs::read_to_string(scenario("uas.xml")).unwrap().replacen(
-        "<recv request=\"ACK\" crlf=\"true\"/>",
-        &format!(
-            "<recv request=\"ACK\" crlf=\"true\"/>\n  <nop><action><exec play_pcap_audio=\"{}\"/></action></nop>",
-            callee_pcap.display()
-        ),
-        1,
-    );
-    std::fs::write(&uas, text).unwrap();
-
-    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
-    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
-    let (uas_port, uas_media, uac_media) = (peers.first(), media.port(0), media.port(4));
-    register(&server, &dir.0, "1002", uas_port);
-    let mut o = opts("uas.xml", None);
-    o.scenario = Scenario::File(uas);
-    o.local_port = Some(uas_port);
-    o.media_port = Some(uas_media);
-    o.calls = Some(1);
-    o.timeout = Duration::from_secs(60);
-    let callee = Sipp::spawn(o).unwrap();
-    let mut o = opts("uac.xml", Some(server.sip));
-    o.scenario = Scenario::File(uac);
-    o.inf = vec![caller_csv(&dir.0, 1, "1002")];
-    o.calls = Some(1);
-    o.media_port = Some(uac_media);
-    o.timeout = Duration::from_secs(60);
-    let out = Sipp::run(o).unwrap();
-    let callee_out = callee.wait(Duration::from_secs(30)).unwrap();
-    assert!(out.all_succeeded(), "caller:\n{out}");
-    assert!(callee_out.all_succeeded(), "callee:\n{callee_out}");
+    let uas = edited_scenario(&dir.0, "uas.xml", "uas_tone.xml", |t| {
+        t.replacen(
+            "<recv request=\"ACK\" crlf=\"true\"/>",
+            &format!(
+                "<recv request=\"ACK\" crlf=\"true\"/>\n  <nop><action><exec play_pcap_audio=\"{}\"/></action></nop>",
+                callee_pcap.display()
+            ),
+            1,
+        )
+    });
+    let peers = Peers::register(&server, &dir.0);
+    let (uas_port, uas_media, uac_media) = (peers.uas_port, peers.uas_media, peers.uac_media);
+    let callee = spawn_callee(uas, uas_port, uas_media, 1, &[]);
+    let out = run_caller(uac, &server, caller_csv(&dir.0, 1, "1002"), 1, 1.0, uac_media);
+    assert_succeeded(&out, &callee.wait(Duration::from_secs(30)).unwrap());
 
     let cdrs = server.wait_cdrs(1, Duration::from_secs(10));
     let path = PathBuf::from(cdrs[0]["recording"].as_str().unwrap_or_else(|| panic!("no recording in {}", cdrs[0])));
@@ -585,17 +557,13 @@ fn music_on_hold_reaches_the_held_party() {
     use audio::g711::Law;
     let server = Server::start(Setup::default());
     let dir = TempDir::new("moh");
-    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
-    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
-    let (uas_port, uas_media, uac_media) = (peers.first(), media.port(0), media.port(4));
-    register(&server, &dir.0, "1002", uas_port);
+    let peers = Peers::register(&server, &dir.0);
+    let (uas_port, uas_media, uac_media) = (peers.uas_port, peers.uas_media, peers.uac_media);
     let uas = callee("uas.xml", uas_port, uas_media, 1);
     let capture = Capture::start_named(&dir.0, "held.pcap", &format!("udp and dst port {uas_media}"));
     // Call, 500 ms of talk, hold (a=sendonly) for 500 ms, resume, BYE.
     let out = caller("uac_hold.xml", &server, caller_csv(&dir.0, 1, "1002"), 1, 1.0, uac_media);
-    let uas_out = uas.wait(Duration::from_secs(30)).unwrap();
-    assert!(out.all_succeeded(), "caller:\n{out}");
-    assert!(uas_out.all_succeeded(), "callee:\n{uas_out}");
+    assert_succeeded(&out, &uas.wait(Duration::from_secs(30)).unwrap());
     let packets = rtp_streams_in_pcap(&capture.finish());
     // The caller's stream (SIPp's capture) is the first SSRC seen; the music has its own.
     let caller_ssrc = packets.first().map(|p| p.0).expect("no RTP reached the callee");
@@ -619,31 +587,19 @@ fn rfc4733_digits_reach_a_callee_without_telephone_events_as_info() {
     let server = Server::start(Setup::default());
     let dir = TempDir::new("dtmf-info");
     // The callee declares PCMA only: it cannot receive RFC 4733 events.
-    let uas = dir.0.join("uas_no_events.xml");
-    let text = std::fs::read_to_string(scenario("uas_info.xml"))
-        .unwrap()
-        .replace("RTP/AVP 8 101", "RTP/AVP 8")
-        .replace("      a=rtpmap:101 telephone-event/8000\n", "");
-    assert!(!text.contains("telephone-event"));
-    std::fs::write(&uas, text).unwrap();
+    let uas = edited_scenario(&dir.0, "uas_info.xml", "uas_no_events.xml", |t| {
+        let t = t.replace("RTP/AVP 8 101", "RTP/AVP 8").replace("      a=rtpmap:101 telephone-event/8000\n", "");
+        assert!(!t.contains("telephone-event"));
+        t
+    });
     let trace = dir.0.join("callee-messages.log");
-    let peers = ports::reserve(common::SERVER_PORTS, 1).unwrap();
-    let media = ports::reserve(ports::RTP_PORTS, 8).unwrap();
-    let (uas_port, uas_media, uac_media) = (peers.first(), media.port(0), media.port(4));
-    register(&server, &dir.0, "1002", uas_port);
-    let mut o = opts("uas_info.xml", None);
-    o.scenario = Scenario::File(uas);
-    o.local_port = Some(uas_port);
-    o.media_port = Some(uas_media);
-    o.calls = Some(1);
-    o.timeout = Duration::from_secs(60);
-    o.extra_args = vec!["-trace_msg".into(), "-message_file".into(), trace.display().to_string()];
-    let callee = Sipp::spawn(o).unwrap();
+    let peers = Peers::register(&server, &dir.0);
+    let (uas_port, uas_media, uac_media) = (peers.uas_port, peers.uas_media, peers.uac_media);
+    let trace_arg = trace.display().to_string();
+    let callee = spawn_callee(uas, uas_port, uas_media, 1, &["-trace_msg", "-message_file", &trace_arg]);
     // The caller sends digit 1 as RFC 4733 events (280 ms), then digit 5 by INFO.
     let out = caller("uac_dtmf.xml", &server, caller_csv(&dir.0, 1, "1002"), 1, 1.0, uac_media);
-    let callee_out = callee.wait(Duration::from_secs(30)).unwrap();
-    assert!(out.all_succeeded(), "caller:\n{out}");
-    assert!(callee_out.all_succeeded(), "callee:\n{callee_out}");
+    assert_succeeded(&out, &callee.wait(Duration::from_secs(30)).unwrap());
     let messages = std::fs::read_to_string(&trace).unwrap();
     let infos: Vec<&str> = messages.split("INFO sip:").skip(1).collect();
     assert!(
