@@ -131,6 +131,25 @@ sipp_cpu() { awk '{ printf "%.2f", $1 + $2 }' "$1.cpu" 2>/dev/null || echo 0; }
 # Kamailio at moderate rates) are under-counted, so it is only a rough figure.
 host_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 
+# wait_quiet [WHAT]: before measuring WHAT (default: a server start), wait QUIET_WAIT seconds at
+# most (default 300) until the machine is quiet: less than QUIET_PCT % (default 10) of one CPU
+# busy over 5 s. The bench machine may be shared; a warning goes to OUT/env.txt if it never is.
+wait_quiet() {
+  local what=${1:-a server start} limit=${QUIET_WAIT:-300} pct=${QUIET_PCT:-10}
+  local deadline=$(( $(date +%s) + limit )) a b busy
+  while :; do
+    a=$(host_busy_ticks); sleep 5; b=$(host_busy_ticks)
+    busy=$(( 100 * (b - a) / clk_tck / 5 ))
+    [ "$busy" -lt "$pct" ] && return 0
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      log "machine still busy ($busy % of a CPU used by others) after ${limit} s: measuring anyway"
+      echo "warning: $busy % of a CPU busy before $what at $(date +%T)" >>"$OUT/env.txt"
+      return 0
+    fi
+    log "machine busy ($busy % of a CPU), waiting"
+  done
+}
+
 # cpu_wait_us: microseconds during which some runnable task waited for a CPU (pressure stall
 # information, /proc/pressure/cpu "some total"); 0 where the kernel has no PSI.
 cpu_wait_us() {

@@ -80,23 +80,6 @@ start_server() {
   sleep 1
 }
 
-# wait_quiet: before a server's run, wait (QUIET_WAIT seconds at most) until the machine is quiet:
-# less than QUIET_PCT % of one CPU busy over 5 s. The bench machine may be shared; the step tables'
-# other_cpu_s column shows what still ran beside.
-wait_quiet() {
-  local deadline=$(( $(date +%s) + QUIET_WAIT )) a b busy
-  while :; do
-    a=$(host_busy_ticks); sleep 5; b=$(host_busy_ticks)
-    busy=$(( 100 * (b - a) / clk_tck / 5 ))
-    [ "$busy" -lt "$QUIET_PCT" ] && return 0
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      log "machine still busy ($busy % of a CPU used by others) after ${QUIET_WAIT} s: measuring anyway"
-      echo "warning: $busy % of a CPU busy before a server start at $(date +%T)" >>"$OUT/env.txt"
-      return 0
-    fi
-    log "machine busy ($busy % of a CPU), waiting"
-  done
-}
 
 # shrink_log FILE: keeps a large server log readable: its first 40 lines and a count of its
 # distinct lines (first 160 characters).

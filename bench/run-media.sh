@@ -69,22 +69,6 @@ run_dir=$(mktemp -d /tmp/switchboard-media.XXXXXX)
 server_tpid=""   # our `timeout` process (Switchboard is its child)
 server_pid=""    # Switchboard itself
 
-# wait_quiet: wait (QUIET_WAIT seconds at most) until others use less than QUIET_PCT % of one CPU
-# over 5 s; notes it in env.txt if they never do.
-wait_quiet() {
-  local deadline=$(( $(date +%s) + QUIET_WAIT )) a b busy
-  while :; do
-    a=$(host_busy_ticks); sleep 5; b=$(host_busy_ticks)
-    busy=$(( 100 * (b - a) / clk_tck / 5 ))
-    [ "$busy" -lt "$QUIET_PCT" ] && return 0
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      log "machine still busy ($busy % of a CPU used by others) after ${QUIET_WAIT} s: measuring anyway"
-      echo "warning: $busy % of a CPU busy before the $1 step at $(date +%T)" >>"$OUT/env.txt"
-      return 0
-    fi
-    log "machine busy ($busy % of a CPU), waiting"
-  done
-}
 
 # start_server NAME CONFIG: Switchboard pinned to SERVER_CPUS, bounded by SERVER_TIMEOUT, its log in
 # OUT/NAME.server.log; sets server_tpid and server_pid once it listens on UDP $port.
@@ -201,7 +185,7 @@ for n in $MEDIA_CALLS; do
   dir="$run_dir/$name"
   mkdir -p "$dir"
   config "$dir"
-  wait_quiet "$name"
+  wait_quiet "the $name step"
   echo "load before $name: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
   start_server "$name" "$dir/switchboard.toml"
   # setup at MEDIA_RATE + idle + RTP + drain + three 32 s transaction timeouts at most + slack
