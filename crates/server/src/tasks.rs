@@ -169,11 +169,12 @@ async fn run_call(
                     }
                 }
                 CallOutput::Media(MediaCommand::MusicOnHold { side: held, on }) => {
-                    if let Some(session) = &session {
-                        let source = if on { ctx.music_on_hold.clone() } else { None };
-                        if on == source.is_some() {
-                            let _ = session.play(side(held), source);
-                        }
+                    // Nothing to start when no music is configured (call control then never asks).
+                    let source = if on { ctx.music_on_hold.clone() } else { None };
+                    if let Some(session) = &session
+                        && (source.is_some() || !on)
+                    {
+                        let _ = session.play(side(held), source);
                     }
                 }
                 CallOutput::Media(MediaCommand::SetPeer { side: s, peer }) => {

@@ -81,6 +81,14 @@ pub enum Side {
 }
 
 impl Side {
+    /// Index of the leg in per-leg arrays (A 0, B 1).
+    fn index(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+
     /// The other leg.
     pub fn other(self) -> Side {
         match self {
@@ -730,17 +738,15 @@ impl Call {
     /// (anchoring then refuses them).
     fn negotiate(&mut self, to: Side, body: &[u8], role: SdpRole) -> Vec<u8> {
         let Ok(formats) = sdp::audio_formats(body) else { return body.to_vec() };
-        let sender = if to == Side::A { 1 } else { 0 };
-        self.telephone_events[sender] = formats.iter().any(sdp::Format::is_telephone_event);
+        self.telephone_events[to.other().index()] = formats.iter().any(sdp::Format::is_telephone_event);
         match role {
             SdpRole::Offer => {
                 let offerer = to.other();
                 // An offer that holds (sendonly, inactive, null address) puts `to` on hold; one
                 // that does not takes it off.
                 let held = is_hold(body);
-                let i = if to == Side::A { 0 } else { 1 };
-                if self.cfg.music_on_hold && held != self.moh[i] {
-                    self.moh[i] = held;
+                if self.cfg.music_on_hold && held != self.moh[to.index()] {
+                    self.moh[to.index()] = held;
                     self.out.push_back(CallOutput::Media(MediaCommand::MusicOnHold { side: to, on: held }));
                 }
                 let transcodable = formats.iter().any(is_transcodable);
@@ -802,8 +808,7 @@ impl Call {
         let method = if in_band { DtmfMethod::InBand } else { DtmfMethod::Rfc4733 };
         self.event(now, CallEventKind::Dtmf { caller_leg: from == Side::A, digit, duration_ms, method });
         let to = from.other();
-        let to_index = if to == Side::A { 0 } else { 1 };
-        if in_band || self.telephone_events[to_index] || !matches!(self.phase, Phase::Answered | Phase::Confirmed) {
+        if in_band || self.telephone_events[to.index()] || !matches!(self.phase, Phase::Answered | Phase::Confirmed) {
             return;
         }
         let Some(d) = self.dialog_mut(to) else { return };
