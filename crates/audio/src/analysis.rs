@@ -15,15 +15,27 @@ pub fn rms(samples: &[i16]) -> f64 {
 /// that frequency gives about its energy over the block, `A² · N / 2`: comparable with the sum of
 /// squares of the block.
 pub fn goertzel_power(samples: &[f32], frequency: f64, sample_rate: u32) -> f32 {
-    let coefficient = (2.0 * (TAU * frequency / f64::from(sample_rate)).cos()) as f32;
-    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    goertzel_powers(samples, &[goertzel_coefficient(frequency, sample_rate)])[0]
+}
+
+/// The Goertzel coefficient of `frequency` (2·cos ω), for [`goertzel_powers`].
+pub fn goertzel_coefficient(frequency: f64, sample_rate: u32) -> f32 {
+    (2.0 * (TAU * frequency / f64::from(sample_rate)).cos()) as f32
+}
+
+/// [`goertzel_power`] at several frequencies in one pass over `samples`: the filters run side by
+/// side, so their recurrences do not wait on each other (each gives the same result as alone).
+pub fn goertzel_powers<const K: usize>(samples: &[f32], coefficients: &[f32; K]) -> [f32; K] {
+    let (mut s1, mut s2) = ([0.0f32; K], [0.0f32; K]);
     for &x in samples {
-        let s0 = x + coefficient * s1 - s2;
-        s2 = s1;
-        s1 = s0;
+        for k in 0..K {
+            let s0 = x + coefficients[k] * s1[k] - s2[k];
+            s2[k] = s1[k];
+            s1[k] = s0;
+        }
     }
-    let power = s1 * s1 + s2 * s2 - coefficient * s1 * s2;
-    2.0 * power / samples.len().max(1) as f32
+    let n = samples.len().max(1) as f32;
+    std::array::from_fn(|k| 2.0 * (s1[k] * s1[k] + s2[k] * s2[k] - coefficients[k] * s1[k] * s2[k]) / n)
 }
 
 /// The frequency (Hz, to about 0.1 Hz) with the most power in `samples`, between 20 Hz and the
@@ -61,6 +73,22 @@ mod tests {
         for (freq, rate) in [(440.0, 8000), (1004.0, 16000), (7100.0, 48000)] {
             let found = dominant_frequency(&sine(freq, 8000.0, rate, rate as usize / 4), rate);
             assert!((found - freq).abs() < 0.5, "{freq} Hz at {rate}: found {found}");
+        }
+    }
+
+    #[test]
+    fn a_bank_of_filters_gives_each_filter_s_result() {
+        let block: Vec<f32> = sine(941.0, 3000.0, 8000, 102).iter().map(|&s| f32::from(s)).collect();
+        let freqs = [697.0, 941.0, 1209.0, 1633.0];
+        let bank = goertzel_powers(&block, &freqs.map(|f| goertzel_coefficient(f, 8000)));
+        for (f, p) in freqs.iter().zip(bank) {
+            let mut single = (0.0f32, 0.0f32);
+            let c = goertzel_coefficient(*f, 8000);
+            for &x in &block {
+                single = (x + c * single.0 - single.1, single.0);
+            }
+            let alone = 2.0 * (single.0 * single.0 + single.1 * single.1 - c * single.0 * single.1) / 102.0;
+            assert_eq!(p.to_bits(), alone.to_bits(), "{f} Hz");
         }
     }
 

@@ -16,7 +16,7 @@
 //! block, up to about 12 ms, does not split a digit, while a 40 ms pause always separates two).
 //! Events carry sample positions, so durations are exact to a block whatever the packetisation.
 
-use crate::analysis::goertzel_power;
+use crate::analysis::{goertzel_coefficient, goertzel_powers};
 use crate::tone::{DTMF_COLS, DTMF_KEYS, DTMF_ROWS, amplitude_for_dbm0};
 
 /// Samples per analysis block at 8 kHz.
@@ -86,6 +86,8 @@ pub struct DtmfDetector {
     limits: DtmfLimits,
     /// Goertzel power threshold per tone, in block-energy units.
     min_power: f32,
+    /// Goertzel coefficients of the low group then the high group.
+    coefficients: [f32; 8],
     block: [f32; BLOCK],
     filled: usize,
     /// Sample position of the start of `block`.
@@ -112,6 +114,9 @@ impl DtmfDetector {
         DtmfDetector {
             limits,
             min_power: amplitude * amplitude * BLOCK as f32 / 2.0,
+            coefficients: std::array::from_fn(|i| {
+                goertzel_coefficient(if i < 4 { DTMF_ROWS[i] } else { DTMF_COLS[i - 4] }, SAMPLE_RATE)
+            }),
             block: [0.0; BLOCK],
             filled: 0,
             block_start: 0,
@@ -183,8 +188,15 @@ impl DtmfDetector {
     /// The digit this block holds, if any.
     fn classify(&self) -> Option<char> {
         let block = &self.block;
-        let rows = DTMF_ROWS.map(|f| goertzel_power(block, f, SAMPLE_RATE));
-        let cols = DTMF_COLS.map(|f| goertzel_power(block, f, SAMPLE_RATE));
+        let energy: f32 = block.iter().map(|x| x * x).sum();
+        // A tone's normalised Goertzel power is at most twice the block's energy: a block this
+        // quiet cannot reach the level limit (margin kept for rounding), so skip the filters.
+        if 4.0 * energy < self.min_power {
+            return None;
+        }
+        let powers = goertzel_powers(block, &self.coefficients);
+        let rows = [powers[0], powers[1], powers[2], powers[3]];
+        let cols = [powers[4], powers[5], powers[6], powers[7]];
         let (row, row_power) = strongest(&rows);
         let (col, col_power) = strongest(&cols);
         if row_power < self.min_power || col_power < self.min_power {
@@ -205,7 +217,6 @@ impl DtmfDetector {
         if !margin(&rows, row) || !margin(&cols, col) {
             return None;
         }
-        let energy: f32 = block.iter().map(|x| x * x).sum();
         if f64::from(row_power + col_power) < self.limits.min_energy_share * f64::from(energy) {
             return None;
         }
