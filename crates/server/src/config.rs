@@ -383,7 +383,7 @@ impl Config {
         if hi - lo < 3 {
             return Err(err("media", "rtp_ports", 0, "the range must hold at least two RTP/RTCP port pairs".into()));
         }
-        if let Err(m) = load_music(&self.media.music_on_hold) {
+        if let Err(m) = check_music(&self.media.music_on_hold) {
             return Err(err("media", "music_on_hold", 0, m));
         }
         let threshold = self.media.mos_alert_threshold;
@@ -558,15 +558,18 @@ fn locate(text: &str, table: &str, key: &str, nth: usize) -> Option<usize> {
     None
 }
 
-/// The music on hold `spec` names: `""` none, `"builtin"` the built-in music, else a WAV file
-/// (8 or 16 kHz, 16-bit integer, mono or stereo), mixed to mono and brought to 8 kHz.
-pub fn load_music(spec: &str) -> Result<Option<media::player::Source>, String> {
-    match spec {
-        "" => return Ok(None),
-        "builtin" => return Ok(Some(media::player::Source::BuiltinMusic)),
-        _ => {}
+/// Checks the music on hold `spec` without reading its audio (configuration validation).
+fn check_music(spec: &str) -> Result<(), String> {
+    open_music(spec).map(|_| ())
+}
+
+/// A reader positioned at the audio of the WAV file `spec` names, its format checked; `None` for
+/// `""` and `"builtin"`.
+fn open_music(spec: &str) -> Result<Option<hound::WavReader<std::io::BufReader<std::fs::File>>>, String> {
+    if spec.is_empty() || spec == "builtin" {
+        return Ok(None);
     }
-    let mut reader = hound::WavReader::open(spec)
+    let reader = hound::WavReader::open(spec)
         .map_err(|e| format!("expected \"builtin\", \"\" or a readable WAV file; {spec}: {e}"))?;
     let wav = reader.spec();
     if wav.sample_format != hound::SampleFormat::Int
@@ -580,6 +583,16 @@ pub fn load_music(spec: &str) -> Result<Option<media::player::Source>, String> {
             wav.bits_per_sample, wav.sample_rate, wav.channels
         ));
     }
+    Ok(Some(reader))
+}
+
+/// The music on hold `spec` names: `""` none, `"builtin"` the built-in music, else a WAV file
+/// (8 or 16 kHz, 16-bit integer, mono or stereo), mixed to mono and brought to 8 kHz.
+pub fn load_music(spec: &str) -> Result<Option<media::player::Source>, String> {
+    let Some(mut reader) = open_music(spec)? else {
+        return Ok((spec == "builtin").then_some(media::player::Source::BuiltinMusic));
+    };
+    let wav = reader.spec();
     let samples: Vec<i16> = reader.samples::<i16>().collect::<Result<_, _>>().map_err(|e| format!("{spec}: {e}"))?;
     let mono: Vec<i16> = if wav.channels == 2 {
         samples.chunks(2).map(|c| ((i32::from(c[0]) + i32::from(*c.get(1).unwrap_or(&c[0]))) / 2) as i16).collect()
