@@ -8,15 +8,23 @@
 //! - [`resample`]: 2:1 conversion between 8 and 16 kHz (windowed-sinc FIR), streaming.
 //! - [`analysis`]: level, power at a frequency, dominant frequency.
 //! - [`testsignal`]: reproducible noise, speech-like and music-like signals for tests.
+//! - [`mixer`]: N-party conference mixing with mute, gains, listen-only, whisper and talker detection.
+//! - [`prompts`]: spoken system prompts (English, French) generated with the external `espeak-ng`,
+//!   tenant overrides, sentences such as "you have 21 new messages".
+//! - [`wav`]: WAV files of any common format and rate loaded as mono 16-bit at 8 or 16 kHz.
 //!
-//! Nothing here allocates per sample; the detectors and generators keep their state between
+//! Except for [`wav`] and [`prompts`], which read files and run a program, nothing here does
+//! I/O, and nothing allocates per sample; the detectors and generators keep their state between
 //! calls so that audio can be fed packet by packet.
 
 pub mod analysis;
 pub mod dtmf;
 pub mod g711;
 pub mod g722;
+pub mod mixer;
+pub mod prompts;
 pub mod resample;
 pub mod telephone_event;
 pub mod testsignal;
 pub mod tone;
+pub mod wav;
