@@ -4,7 +4,8 @@
 #   scripts/test-all.sh
 #
 # Needs: Debian 12 or later, root (or passwordless sudo) to install packages, a Rust toolchain
-# (cargo). Installs: sip-tester (SIPp), baresip, linphone-cli, tshark, sox, psmisc, and
+# (cargo). Installs: sip-tester (SIPp), baresip, linphone-cli, tshark, sox, psmisc, libopus-dev
+# (the Opus codec, linked), espeak-ng (generates the spoken prompts), and
 # PostgreSQL when no server answers on 127.0.0.1:5432. Everything the tests send stays on
 # loopback.
 #
@@ -20,7 +21,7 @@ cd "$(dirname "$0")/.."
 say() { printf '\n== %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-packages=(sip-tester baresip linphone-cli tshark sox psmisc postgresql-client procps iproute2)
+packages=(sip-tester baresip linphone-cli tshark sox psmisc postgresql-client procps iproute2 libopus-dev pkg-config espeak-ng)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -122,7 +122,7 @@ pub mod transcode;
 mod worker;
 
 pub use relay::{
-    EventSink, LocalPorts, MediaEvent, MediaSession, PeerMedia, Relay, RelayConfig, RelayError, Side,
+    EventSink, LocalPorts, MediaEvent, MediaSession, PeerMedia, Relay, RelayConfig, RelayError, Side, SrtpKeys,
     TelephoneEventType, TranscodePlan,
 };
 pub use stats::{SessionStats, SideStats};

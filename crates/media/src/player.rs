@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use audio::g711::Law;
 use audio::g722::G722Encoder;
 use audio::resample::Upsampler;
+use audio::tone::{ToneGenerator, ToneSpec};
 
 /// Samples per 20 ms frame at 8 kHz.
 const FRAME: usize = 160;
@@ -23,6 +24,11 @@ pub enum Source {
     BuiltinMusic,
     /// 8 kHz samples, looped (from a file, converted by the caller).
     Samples(Arc<Vec<i16>>),
+    /// 8 kHz samples played once (a prompt, or several joined); the player then finishes.
+    Once(Arc<Vec<i16>>),
+    /// A tone with its cadence ([`audio::tone::TonePlan::spec`] gives ringback, busy,
+    /// congestion and call waiting for each plan); a non-repeating one finishes.
+    Tone(ToneSpec),
 }
 
 /// The codec a player encodes in.
@@ -73,6 +79,8 @@ pub struct Player {
     next_due: Instant,
     first: bool,
     g722: Option<(Box<G722Encoder>, Upsampler)>,
+    tone: Option<Box<ToneGenerator>>,
+    finished: bool,
     samples: [i16; FRAME],
     wide: Vec<i16>,
     payload: Vec<u8>,
@@ -81,6 +89,10 @@ pub struct Player {
 impl Player {
     /// A player of `source` in `codec`, its first packet due at `now`.
     pub fn new(source: Source, codec: PlayCodec, ssrc: u32, now: Instant) -> Self {
+        let tone = match &source {
+            Source::Tone(spec) => Some(Box::new(ToneGenerator::new(spec, 8000))),
+            _ => None,
+        };
         Player {
             source,
             position: 0,
@@ -92,6 +104,8 @@ impl Player {
             next_due: now,
             first: true,
             g722: (codec == PlayCodec::G722).then(|| (Box::new(G722Encoder::new()), Upsampler::new())),
+            tone,
+            finished: false,
             samples: [0; FRAME],
             wide: Vec::with_capacity(2 * FRAME),
             payload: Vec::with_capacity(2 * FRAME),
@@ -103,11 +117,16 @@ impl Player {
         self.next_due
     }
 
+    /// Whether a source played once (samples or a non-repeating tone) has been sent whole.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
     /// Writes the packet due now into `out` (cleared first) if one is due; the schedule then
     /// moves on 20 ms. A player that fell far behind (the worker was busy) skips ahead rather
     /// than bursting.
     pub fn frame(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
-        if now < self.next_due {
+        if now < self.next_due || self.finished {
             return false;
         }
         self.fill();
@@ -150,6 +169,20 @@ impl Player {
                 }
             }
             Source::Samples(_) => self.samples = [0; FRAME],
+            Source::Once(data) => {
+                let from = self.position.min(data.len());
+                let to = (from + FRAME).min(data.len());
+                self.samples = [0; FRAME];
+                self.samples[..to - from].copy_from_slice(&data[from..to]);
+                self.position = to;
+                self.finished = to == data.len();
+            }
+            Source::Tone(_) => {
+                if let Some(tone) = &mut self.tone {
+                    tone.fill(&mut self.samples);
+                    self.finished = tone.is_finished();
+                }
+            }
             Source::BuiltinMusic => {
                 let amplitude = audio::tone::amplitude_for_dbm0(-18.0);
                 for s in &mut self.samples {
@@ -214,5 +247,49 @@ mod tests {
         assert!(player.frame(late, &mut out));
         assert!(!player.frame(late, &mut out));
         assert!(player.next_due() > late);
+    }
+}
+
+#[cfg(test)]
+mod once_and_tones {
+    use super::*;
+    use audio::analysis::{dominant_frequency, rms};
+    use audio::tone::{ProgressTone, TonePlan};
+
+    fn play(source: Source, packets: u32) -> (Vec<i16>, Player) {
+        let start = Instant::now();
+        let mut player = Player::new(source, PlayCodec::Pcmu, 9, start);
+        let (mut out, mut decoded, mut audio) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..packets {
+            if player.frame(start + PACKET_INTERVAL * i, &mut out) {
+                Law::Ulaw.decode(&out[12..], &mut decoded);
+                audio.extend_from_slice(&decoded);
+            }
+        }
+        (audio, player)
+    }
+
+    #[test]
+    fn samples_played_once_then_finished() {
+        let prompt: Vec<i16> = (0..1000).map(|i| if i % 8 < 4 { 4000 } else { -4000 }).collect();
+        let (audio, player) = play(Source::Once(Arc::new(prompt)), 20);
+        assert!(player.is_finished());
+        // 1000 samples: seven packets, the last padded with silence; nothing after.
+        assert_eq!(audio.len(), 7 * FRAME);
+        assert!(rms(&audio[..1000]) > 3000.0 && rms(&audio[1000..]) == 0.0);
+    }
+
+    #[test]
+    fn progress_tones_with_their_cadence() {
+        // French ringback: 440 Hz, 1.5 s on, 3.5 s off.
+        let spec = TonePlan::France.spec(ProgressTone::Ringback);
+        let (audio, player) = play(Source::Tone(spec), 250);
+        assert!(!player.is_finished(), "ringback repeats");
+        let on = &audio[..12_000];
+        assert!((dominant_frequency(on, 8000) - 440.0).abs() < 5.0);
+        assert!(rms(&audio[12_800..27_200]) < 1.0, "silent between rings");
+        // North American busy: 480 + 620 Hz, 0.5 s on, 0.5 s off.
+        let (audio, _) = play(Source::Tone(TonePlan::NorthAmerica.spec(ProgressTone::Busy)), 100);
+        assert!(rms(&audio[..4000]) > 500.0 && rms(&audio[4400..7600]) < 1.0);
     }
 }

@@ -86,6 +86,12 @@ pub enum MediaEvent {
         /// Heard as tones in the audio rather than sent as RFC 4733 events.
         in_band: bool,
     },
+    /// What was played into `side` once (a prompt, a non-repeating tone) has been sent whole;
+    /// the other side is heard again.
+    PlaybackFinished {
+        /// The side played to.
+        side: Side,
+    },
 }
 
 /// Where a session's [`MediaEvent`]s go; called on the relay's worker thread, so it must be
@@ -108,6 +114,15 @@ pub struct TranscodePlan {
     pub a_to_b: crate::transcode::DirectionPlan,
     /// What side B sends and what side A must receive.
     pub b_to_a: crate::transcode::DirectionPlan,
+}
+
+/// The SRTP master keys of one encrypted side (SDES, negotiated by call control).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SrtpKeys {
+    /// The key the side's phone encrypts with.
+    pub inbound: srtp::MasterKey,
+    /// The key the relay encrypts with toward it.
+    pub outbound: srtp::MasterKey,
 }
 
 /// How the relay runs.
@@ -574,6 +589,14 @@ impl MediaSession {
     /// Stops the recording, if one runs (the file is completed in the background).
     pub fn stop_recording(&self) -> Result<(), RelayError> {
         self.worker.send(Command::StopRecording(self.id), Wake::Prompt).map_err(|_| RelayError::ShutDown)
+    }
+
+    /// Encrypts `side`'s media with SRTP from now on (`None`: plain RTP again). Packets from
+    /// that side that fail authentication or replay are dropped and counted
+    /// ([`SideStats::dropped_srtp`](crate::SideStats::dropped_srtp)).
+    pub fn set_srtp(&self, side: Side, keys: Option<&SrtpKeys>) -> Result<(), RelayError> {
+        let leg = keys.map(|k| Box::new(crate::worker::SrtpLeg::new(k)));
+        self.worker.send(Command::SetSrtp(self.id, side, leg), Wake::Prompt).map_err(|_| RelayError::ShutDown)
     }
 
     /// Transcodes the session's RTP from now on (`None`: relay it untouched again).

@@ -35,6 +35,9 @@ pub struct SideStats {
     /// truncated (bigger than the relay's buffer) or too short to be RTP or RTCP (such as
     /// NAT keep-alives, which still refresh the latch).
     pub dropped_invalid: u64,
+    /// SRTP or SRTCP datagrams refused on an encrypted side: failed authentication (tampered,
+    /// or keyed otherwise) or replayed. Not counted in `received_*`.
+    pub dropped_srtp: u64,
     /// Datagrams toward this side's peer that the kernel refused (full send buffer, ...).
     pub send_errors: u64,
     /// The source the RTP socket is latched to (also RTCP's with rtcp-mux).
@@ -46,7 +49,7 @@ pub struct SideStats {
 impl SideStats {
     /// All datagrams that arrived on this side's sockets and were not forwarded.
     pub fn dropped(&self) -> u64 {
-        self.dropped_foreign + self.dropped_no_destination + self.dropped_invalid
+        self.dropped_foreign + self.dropped_no_destination + self.dropped_invalid + self.dropped_srtp
     }
 }
 
@@ -89,6 +92,7 @@ pub(crate) struct SideCounters {
     dropped_foreign: AtomicU64,
     dropped_no_destination: AtomicU64,
     dropped_invalid: AtomicU64,
+    dropped_srtp: AtomicU64,
     send_errors: AtomicU64,
     /// Latched sources by [`Kind::index`]; written only when a latch moves.
     latched: Mutex<[Option<SocketAddr>; 2]>,
@@ -102,6 +106,7 @@ pub(crate) struct RxTally {
     pub(crate) dropped_foreign: u64,
     pub(crate) dropped_no_destination: u64,
     pub(crate) dropped_invalid: u64,
+    pub(crate) dropped_srtp: u64,
 }
 
 /// A session's counters.
@@ -138,6 +143,7 @@ impl SharedStats {
         bump(&s.dropped_foreign, t.dropped_foreign);
         bump(&s.dropped_no_destination, t.dropped_no_destination);
         bump(&s.dropped_invalid, t.dropped_invalid);
+        bump(&s.dropped_srtp, t.dropped_srtp);
         let ns = now.saturating_duration_since(self.created).as_nanos();
         self.last_rx.store(u64::try_from(ns).unwrap_or(u64::MAX - 1) + 1, Ordering::Relaxed);
     }
@@ -168,6 +174,7 @@ impl SharedStats {
             dropped_foreign: get(&s.dropped_foreign),
             dropped_no_destination: get(&s.dropped_no_destination),
             dropped_invalid: get(&s.dropped_invalid),
+            dropped_srtp: get(&s.dropped_srtp),
             send_errors: get(&s.send_errors),
             latched_rtp: latched[Kind::Rtp.index()],
             latched_rtcp: latched[Kind::Rtcp.index()],

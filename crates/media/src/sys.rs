@@ -79,10 +79,10 @@ pub(crate) struct Sent {
 }
 
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{RecvBatch, SendBatch};
+pub(crate) use linux::{RecvBatch, SendBatch, send_one};
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) use portable::{RecvBatch, SendBatch};
+pub(crate) use portable::{RecvBatch, SendBatch, send_one};
 
 #[cfg(target_os = "linux")]
 mod linux {
@@ -161,6 +161,34 @@ mod linux {
         unsafe { std::mem::zeroed() }
     }
 
+    /// Sends one datagram the relay made (not one of a receive batch): the transcoder's
+    /// re-framed packets. False if the kernel refused it.
+    pub(crate) fn send_one(fd: RawFd, buf: &[u8], to: SocketAddr) -> bool {
+        let mut addr: libc::sockaddr_storage = zeroed();
+        let len = write_addr(to, &mut addr);
+        loop {
+            #[allow(unsafe_code)]
+            // SAFETY: `buf` is a live slice of its stated length and `addr` a socket address
+            // of `len` bytes, both borrowed for the call.
+            let r = unsafe {
+                libc::sendto(
+                    fd,
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                    (&addr as *const libc::sockaddr_storage).cast(),
+                    len,
+                )
+            };
+            if r >= 0 {
+                return true;
+            }
+            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return false;
+            }
+        }
+    }
+
     /// One `recvmmsg` worth of datagrams, with their buffers and source addresses.
     pub(crate) struct RecvBatch {
         bufs: Box<[[u8; BUF_SIZE]]>,
@@ -236,6 +264,17 @@ mod linux {
             }
             let len = (self.hdrs[i].msg_len as usize).min(BUF_SIZE);
             &mut self.bufs[i][..len]
+        }
+
+        /// Replaces datagram `i` with `bytes` (decrypted or encrypted, so of another length).
+        /// False, and nothing changed, when `bytes` does not fit.
+        pub(crate) fn replace(&mut self, i: usize, bytes: &[u8]) -> bool {
+            if i >= self.len || bytes.len() > BUF_SIZE {
+                return false;
+            }
+            self.bufs[i][..bytes.len()].copy_from_slice(bytes);
+            self.hdrs[i].msg_len = bytes.len() as _;
+            true
         }
     }
 
@@ -377,6 +416,10 @@ mod portable {
         r
     }
 
+    pub(crate) fn send_one(fd: RawFd, buf: &[u8], to: SocketAddr) -> bool {
+        with_socket(fd, |s| s.send_to(buf, to).is_ok())
+    }
+
     /// Datagrams received one `recv_from` at a time.
     pub(crate) struct RecvBatch {
         bufs: Box<[[u8; BUF_SIZE + 1]]>,
@@ -420,6 +463,15 @@ mod portable {
             }
             let n = self.meta[i].0;
             &mut self.bufs[i][..n.min(BUF_SIZE)]
+        }
+
+        pub(crate) fn replace(&mut self, i: usize, bytes: &[u8]) -> bool {
+            if i >= self.len || bytes.len() > BUF_SIZE {
+                return false;
+            }
+            self.bufs[i][..bytes.len()].copy_from_slice(bytes);
+            self.meta[i].0 = bytes.len();
+            true
         }
     }
 

@@ -46,7 +46,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, UdpSocket as StdUdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -61,11 +61,11 @@ use crate::player::{PlayCodec, Player, Source};
 use crate::pool::PortLease;
 use crate::quality::QualityMonitor;
 use crate::record::RecordTap;
-use crate::router::{Action, DropReason, Kind, Router, side_index};
+use crate::router::{Action, DropReason, Kind, Router, is_rtcp, side_index};
 use crate::rtp::payload_range;
 use crate::stats::{RxTally, SharedStats};
-use crate::sys::{BATCH, RecvBatch, SendBatch};
-use crate::transcode::Transcoder;
+use crate::sys::{BATCH, RecvBatch, SendBatch, send_one};
+use crate::transcode::{Outbox, Transcoder};
 use crate::{EventSink, MediaEvent, PeerMedia, Side, TelephoneEventType, TranscodePlan};
 use audio::dtmf::{DtmfDetector, DtmfEvent};
 use audio::g711::Law;
@@ -158,6 +158,8 @@ pub(crate) enum Command {
     SetTelephoneEvents(u64, Side, [Option<TelephoneEventType>; 2]),
     /// Transcode the session's RTP, or stop.
     SetTranscoding(u64, Option<TranscodePlan>),
+    /// Encrypt a side's media (SRTP), or stop.
+    SetSrtp(u64, Side, Option<Box<SrtpLeg>>),
     /// Record the session's audio through this tap.
     StartRecording(u64, Tap),
     /// Stop recording (the writer then finishes the file).
@@ -168,6 +170,64 @@ pub(crate) enum Command {
     Close(Vec<u64>),
     /// Close everything and end the thread.
     Shutdown,
+}
+
+/// The SRTP contexts of an encrypted side, and a buffer to convert its packets in.
+pub(crate) struct SrtpLeg {
+    /// Decrypts what the side's phone sends.
+    pub(crate) inbound: srtp::Context,
+    /// Encrypts what the relay sends to it.
+    pub(crate) outbound: srtp::Context,
+    scratch: Vec<u8>,
+}
+
+impl SrtpLeg {
+    pub(crate) fn new(keys: &crate::SrtpKeys) -> SrtpLeg {
+        SrtpLeg {
+            inbound: srtp::Context::new(&keys.inbound),
+            outbound: srtp::Context::new(&keys.outbound),
+            scratch: Vec::with_capacity(crate::sys::BUF_SIZE),
+        }
+    }
+
+    /// Decrypts datagram `i` of `recv` in place. `Err(true)` (nothing changed) if it fails
+    /// authentication or replays an earlier one, `Err(false)` if it is too short to be
+    /// SRTP or SRTCP at all (such as a plain RTCP keep-alive).
+    fn open(&mut self, recv: &mut RecvBatch, i: usize, kind: Kind) -> Result<(), bool> {
+        let (data, _, _) = recv.get(i);
+        let done = if kind == Kind::Rtcp || is_rtcp(data) {
+            self.inbound.unprotect_rtcp(data, &mut self.scratch)
+        } else {
+            self.inbound.unprotect_rtp(data, &mut self.scratch)
+        };
+        match done {
+            Ok(()) if recv.replace(i, &self.scratch) => Ok(()),
+            Ok(()) | Err(srtp::SrtpError::Truncated) => Err(false),
+            Err(_) => Err(true),
+        }
+    }
+
+    /// Encrypts datagram `i` of `recv` in place; its new length, or `None` if it cannot be.
+    fn seal(&mut self, recv: &mut RecvBatch, i: usize, rtcp: bool) -> Option<usize> {
+        let (data, _, _) = recv.get(i);
+        let done = if rtcp {
+            self.outbound.protect_rtcp(data, &mut self.scratch)
+        } else {
+            self.outbound.protect_rtp(data, &mut self.scratch)
+        };
+        (done.is_ok() && recv.replace(i, &self.scratch)).then_some(self.scratch.len())
+    }
+
+    /// Encrypts a packet the relay made itself (a player's).
+    fn seal_own<'a>(&'a mut self, packet: &[u8]) -> Option<&'a [u8]> {
+        self.outbound.protect_rtp(packet, &mut self.scratch).ok().map(|()| self.scratch.as_slice())
+    }
+}
+
+impl std::fmt::Debug for SrtpLeg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SrtpLeg")
+    }
 }
 
 /// A recording tap, in a command.
@@ -359,6 +419,8 @@ struct Session {
     recording: Option<Box<RecordTap>>,
     /// What the relay plays into each side, when it does.
     players: [Option<Box<Player>>; 2],
+    /// SRTP of each side, when encrypted.
+    srtp: [Option<Box<SrtpLeg>>; 2],
 }
 
 /// DTMF digits in a session's RTP: RFC 4733 events, or tones in G.711 audio from a side that
@@ -517,6 +579,9 @@ struct Worker {
 struct BatchIo {
     recv: RecvBatch,
     send: SendBatch,
+    /// Packets a transcoder made that do not map one to one on received ones (another
+    /// packetisation time, another clock), sent one by one.
+    outbox: Outbox,
 }
 
 impl Worker {
@@ -529,7 +594,7 @@ impl Worker {
             by_id: HashMap::new(),
             pairs: Slab::default(),
             pair_slots: HashMap::new(),
-            io: BatchIo { recv: RecvBatch::new(), send: SendBatch::new() },
+            io: BatchIo { recv: RecvBatch::new(), send: SendBatch::new(), outbox: Outbox::new() },
             pending: Vec::with_capacity(EVENTS),
             inbox: Vec::new(),
             discarded,
@@ -687,6 +752,11 @@ impl Worker {
                     };
                 }
             }
+            Command::SetSrtp(id, side, leg) => {
+                if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get_mut(i)) {
+                    s.srtp[side_index(side)] = leg;
+                }
+            }
             Command::StartRecording(id, tap) => {
                 if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get_mut(i)) {
                     s.recording = Some(tap.0);
@@ -786,6 +856,7 @@ impl Worker {
             transcoders: [None, None],
             recording: None,
             players: [None, None],
+            srtp: [None, None],
         });
         for (i, pair) in [a, b].into_iter().enumerate() {
             if let Some(p) = self.pairs.get_mut(pair) {
@@ -883,9 +954,26 @@ impl Worker {
                     let (Some(to), Some(pair)) = (s.router.rtp_destination(side), self.pairs.get(s.pairs[i])) else {
                         continue;
                     };
-                    let sent = pair.sockets[0].send_to(&self.play_buf, to).is_ok();
-                    let bytes = self.play_buf.len() as u64;
+                    let packet = match &mut s.srtp[i] {
+                        Some(keys) => match keys.seal_own(&self.play_buf) {
+                            Some(sealed) => sealed,
+                            None => continue,
+                        },
+                        None => &self.play_buf,
+                    };
+                    let sent = pair.sockets[0].send_to(packet, to).is_ok();
+                    let bytes = packet.len() as u64;
                     s.stats.record_tx(side, u64::from(sent), if sent { bytes } else { 0 }, u64::from(!sent));
+                }
+            }
+            // Played out: the other side is heard again, and call control told.
+            for i in 0..2 {
+                if s.players[i].as_ref().is_some_and(|p| p.is_finished()) {
+                    s.players[i] = None;
+                    s.router.set_forwarding(side_of(i), true);
+                    if let Some(sink) = &s.dtmf.sink {
+                        sink(MediaEvent::PlaybackFinished { side: side_of(i) });
+                    }
                 }
             }
         }
@@ -943,8 +1031,26 @@ fn relay_batch(
     let mut via_current = Kind::Rtp;
     let to_side = side.other();
     for i in 0..n {
+        // An encrypted side's packets are authenticated and decrypted first: nothing that
+        // fails moves a latch or reaches the other side.
+        if let Some(keys) = &mut session.srtp[side_index(side)] {
+            let (data, src, truncated) = io.recv.get(i);
+            if src.is_some() && !truncated && data.len() >= 12 {
+                match keys.open(&mut io.recv, i, kind) {
+                    Ok(()) => {}
+                    Err(true) => {
+                        tally.dropped_srtp += 1;
+                        continue;
+                    }
+                    Err(false) => {
+                        tally.dropped_invalid += 1;
+                        continue;
+                    }
+                }
+            }
+        }
         let (data, src, truncated) = io.recv.get(i);
-        let len = data.len();
+        let mut len = data.len();
         let Some(src) = src else {
             tally.dropped_invalid += 1;
             continue;
@@ -976,10 +1082,29 @@ fn relay_batch(
             Action::Forward { via, to } => {
                 if !decision.rtcp
                     && let Some(t) = &mut session.transcoders[side_index(side)]
-                    && t.convert(io.recv.get_mut(i)).is_err()
                 {
-                    tally.dropped_invalid += 1;
-                    continue;
+                    if !t.in_place() {
+                        io.outbox.clear();
+                        if t.convert_into(io.recv.get(i).0, &mut io.outbox).is_err() {
+                            tally.dropped_invalid += 1;
+                        } else {
+                            send_outbox(session, fds, &io.outbox, to_side, to);
+                        }
+                        continue;
+                    }
+                    if t.convert(io.recv.get_mut(i)).is_err() {
+                        tally.dropped_invalid += 1;
+                        continue;
+                    }
+                }
+                if let Some(keys) = &mut session.srtp[side_index(to_side)] {
+                    match keys.seal(&mut io.recv, i, decision.rtcp) {
+                        Some(sealed) => len = sealed,
+                        None => {
+                            tally.dropped_invalid += 1;
+                            continue;
+                        }
+                    }
                 }
                 if via != via_current && !io.send.is_empty() {
                     flush(session, fds, io, to_side, via_current);
@@ -1000,6 +1125,31 @@ fn relay_batch(
         session.next_publish = now + QUALITY_PUBLISH;
         session.stats.publish_quality([session.monitors[0].snapshot(), session.monitors[1].snapshot()]);
     }
+}
+
+/// Sends what a transcoder made for `to_side` (encrypted if that side is), one by one.
+fn send_outbox(session: &mut Session, fds: &[RawFd; 4], outbox: &Outbox, to_side: Side, to: SocketAddr) {
+    let fd = fds[socket_index(to_side, Kind::Rtp)];
+    let (mut packets, mut bytes, mut errors) = (0, 0, 0);
+    for packet in outbox.iter() {
+        let packet = match &mut session.srtp[side_index(to_side)] {
+            Some(keys) => match keys.seal_own(packet) {
+                Some(sealed) => sealed,
+                None => {
+                    errors += 1;
+                    continue;
+                }
+            },
+            None => packet,
+        };
+        if send_one(fd, packet, to) {
+            packets += 1;
+            bytes += packet.len() as u64;
+        } else {
+            errors += 1;
+        }
+    }
+    session.stats.record_tx(to_side, packets, bytes, errors);
 }
 
 fn flush(session: &Session, fds: &[RawFd; 4], io: &mut BatchIo, to_side: Side, via: Kind) {

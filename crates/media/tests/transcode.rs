@@ -54,8 +54,8 @@ fn pcma_and_g722_legs_hear_each_other() {
     session.set_peer(Side::A, PeerMedia::muxed(a.local_addr().unwrap())).unwrap();
     session.set_peer(Side::B, PeerMedia::muxed(b.local_addr().unwrap())).unwrap();
     let plan = TranscodePlan {
-        a_to_b: DirectionPlan { from: (Codec::Pcma, 8), to: (Codec::G722, 9), telephone_event: Some((101, 96)) },
-        b_to_a: DirectionPlan { from: (Codec::G722, 9), to: (Codec::Pcma, 8), telephone_event: Some((96, 101)) },
+        a_to_b: DirectionPlan::new((Codec::Pcma, 8), (Codec::G722, 9)).with_telephone_event(Some((101, 96))),
+        b_to_a: DirectionPlan::new((Codec::G722, 9), (Codec::Pcma, 8)).with_telephone_event(Some((96, 101))),
     };
     session.set_transcoding(Some(plan)).unwrap();
     let relay_a = SocketAddr::new(V4, session.local(Side::A).rtp);

@@ -108,7 +108,7 @@ impl CdrBuilder {
                     hangup_cause: cause.clone(),
                     hangup_status: *status,
                     initiator: initiator.as_str(),
-                    media: media.unwrap_or_default(),
+                    media: media.clone().unwrap_or_default(),
                     recording: recording.clone(),
                 })
             }

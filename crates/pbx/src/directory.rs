@@ -19,6 +19,34 @@ pub struct User {
     pub ha1_md5: String,
     /// `SHA-256(extension:realm:password)`.
     pub ha1_sha256: String,
+    /// Whether the user's phones may, or must, encrypt their media.
+    pub srtp: SrtpPolicy,
+}
+
+/// A user's SRTP policy (SDES-keyed SRTP, RFC 4568).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SrtpPolicy {
+    /// Plain RTP only: an encrypted offer from the user's phone is refused (488).
+    Off,
+    /// The phone may encrypt; calls to it are offered plain RTP.
+    #[default]
+    Optional,
+    /// Encrypted media only: a plain offer from the phone is refused (488), calls to it are
+    /// offered SRTP.
+    Required,
+}
+
+impl std::str::FromStr for SrtpPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(SrtpPolicy::Off),
+            "optional" => Ok(SrtpPolicy::Optional),
+            "required" => Ok(SrtpPolicy::Required),
+            other => Err(format!("unknown SRTP policy {other:?} (expected off, optional or required)")),
+        }
+    }
 }
 
 /// A tenant: one company, one SIP domain, its users.

@@ -144,7 +144,7 @@ pub fn dtmf_from_info(content_type: &str, body: &[u8]) -> Option<(char, u32)> {
 }
 
 /// Media counters of a call, from the relay.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct MediaCounters {
     /// Packets relayed from caller to callee.
     pub packets_a_to_b: u64,
@@ -158,6 +158,14 @@ pub struct MediaCounters {
     pub quality_a: LegQuality,
     /// Quality of the callee's leg.
     pub quality_b: LegQuality,
+    /// SRTP suite of the caller's leg; `None` for plain RTP.
+    pub srtp_a: Option<String>,
+    /// SRTP suite of the callee's leg.
+    pub srtp_b: Option<String>,
+    /// Packets from the caller refused by SRTP (failed authentication, replayed).
+    pub srtp_rejected_a: u64,
+    /// Packets from the callee refused by SRTP.
+    pub srtp_rejected_b: u64,
 }
 
 /// What happened.

@@ -237,6 +237,7 @@ mod tests {
             display_name: "A".into(),
             ha1_md5: String::new(),
             ha1_sha256: String::new(),
+            srtp: Default::default(),
         };
         let t = Arc::new(Tenant::new(1, "acme", "acme.test", vec![u.clone()]));
         Authenticated::for_tests(t, Arc::new(u))

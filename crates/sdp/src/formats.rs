@@ -15,6 +15,8 @@ pub struct Format {
     pub encoding: String,
     /// Clock rate.
     pub clock_rate: u32,
+    /// Channels, when the `a=rtpmap` gives them (`opus/48000/2`).
+    pub channels: Option<u16>,
     /// Its `a=fmtp` parameters, if any.
     pub fmtp: Option<String>,
 }
@@ -22,7 +24,7 @@ pub struct Format {
 impl Format {
     /// A format without parameters.
     pub fn new(payload_type: u8, encoding: &str, clock_rate: u32) -> Self {
-        Format { payload_type, encoding: encoding.to_owned(), clock_rate, fmtp: None }
+        Format { payload_type, encoding: encoding.to_owned(), clock_rate, channels: None, fmtp: None }
     }
 
     /// Whether this is RFC 4733 telephone-event.
@@ -70,21 +72,37 @@ pub fn audio_formats(sdp: &[u8]) -> Result<Vec<Format>, SdpError> {
     };
     let mut formats = Vec::new();
     for pt in media.fmt.split_whitespace().filter_map(|p| p.parse::<u8>().ok()) {
-        let (encoding, clock_rate) = match attr("rtpmap", pt) {
+        let (encoding, clock_rate, channels) = match attr("rtpmap", pt) {
             Some(map) => {
                 let mut parts = map.split('/');
                 let name = parts.next().unwrap_or("").to_owned();
                 let rate = parts.next().and_then(|r| r.parse().ok()).unwrap_or(8000);
-                (name, rate)
+                (name, rate, parts.next().and_then(|c| c.trim().parse().ok()))
             }
             None => match static_format(pt) {
-                Some((name, rate)) => (name.to_owned(), rate),
+                Some((name, rate)) => (name.to_owned(), rate, None),
                 None => continue,
             },
         };
-        formats.push(Format { payload_type: pt, encoding, clock_rate, fmtp: attr("fmtp", pt) });
+        formats.push(Format { payload_type: pt, encoding, clock_rate, channels, fmtp: attr("fmtp", pt) });
     }
     Ok(formats)
+}
+
+/// The packetisation time (ms) the sender of `sdp` asks for on the relayed stream (`a=ptime`,
+/// media level, else session level); `None` when it does not say.
+pub fn ptime(sdp: &[u8]) -> Option<u16> {
+    let session = Session::parse(sdp).ok()?;
+    let idx = anchored_stream(&session)?;
+    let find = |attributes: &[Attribute]| {
+        attributes
+            .iter()
+            .find(|a| a.attribute.eq_ignore_ascii_case("ptime"))
+            .and_then(|a| a.value.as_deref()?.trim().parse::<f32>().ok())
+            .filter(|p| *p >= 1.0 && *p <= 1000.0)
+            .map(|p| p as u16)
+    };
+    find(&session.medias[idx].attributes).or_else(|| find(&session.attributes))
 }
 
 /// Rewrites the relayed stream's formats to exactly `formats`: the `m=` list, and an `a=rtpmap`
@@ -123,7 +141,10 @@ fn insert_format_attributes(attributes: &mut Vec<Attribute>, formats: &[Format])
     for f in formats {
         new.push(Attribute {
             attribute: "rtpmap".to_owned(),
-            value: Some(format!("{} {}/{}", f.payload_type, f.encoding, f.clock_rate)),
+            value: Some(match f.channels {
+                Some(c) => format!("{} {}/{}/{c}", f.payload_type, f.encoding, f.clock_rate),
+                None => format!("{} {}/{}", f.payload_type, f.encoding, f.clock_rate),
+            }),
         });
         if let Some(p) = &f.fmtp {
             new.push(Attribute { attribute: "fmtp".to_owned(), value: Some(format!("{} {p}", f.payload_type)) });
@@ -132,7 +153,7 @@ fn insert_format_attributes(attributes: &mut Vec<Attribute>, formats: &[Format])
     attributes.splice(at..at, new);
 }
 
-fn edit(sdp: &[u8], change: impl FnOnce(&mut sdp_types::Media)) -> Result<Vec<u8>, SdpError> {
+pub(crate) fn edit(sdp: &[u8], change: impl FnOnce(&mut sdp_types::Media)) -> Result<Vec<u8>, SdpError> {
     let mut session = Session::parse(sdp).map_err(|e| SdpError::Syntax(e.to_string()))?;
     let idx = anchored_stream(&session).ok_or(SdpError::NoAudio)?;
     change(&mut session.medias[idx]);
@@ -154,10 +175,14 @@ mod tests {
             formats,
             vec![
                 Format::new(8, "PCMA", 8000),
-                Format { fmtp: Some("useinbandfec=1".into()), ..Format::new(96, "opus", 48000) },
+                Format { fmtp: Some("useinbandfec=1".into()), channels: Some(2), ..Format::new(96, "opus", 48000) },
                 Format { fmtp: Some("0-16".into()), ..Format::new(101, "telephone-event", 8000) },
             ]
         );
+        // Channels are written back.
+        let opus = formats[1].clone();
+        let text = String::from_utf8(set_formats(OFFER.as_bytes(), &[opus]).unwrap()).unwrap();
+        assert!(text.contains("a=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1\r\n"), "{text}");
         assert!(formats[2].is_telephone_event());
         assert!(formats[0].same_codec(&Format::new(18, "pcma", 8000)));
     }
@@ -181,6 +206,8 @@ mod tests {
         assert!(text.contains("m=audio 5000 RTP/AVP 8 101\r\n"), "{text}");
         assert!(!text.contains("PCMU") && !text.contains(":97"), "{text}");
         assert!(text.contains("a=ptime:20"), "{text}");
+        assert_eq!(ptime(&body), Some(20));
+        assert_eq!(ptime(OFFER.as_bytes()), None);
         assert_eq!(audio_formats(&body).unwrap(), vec![Format::new(8, "PCMA", 8000), te]);
         assert!(set_formats(b"garbage", &[]).is_err());
     }

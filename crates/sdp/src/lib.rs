@@ -11,9 +11,11 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+mod crypto;
 mod formats;
 
-pub use formats::{Format, append_formats, audio_formats, set_formats};
+pub use crypto::{MediaSecurity, media_security, set_media_security};
+pub use formats::{Format, append_formats, audio_formats, ptime, set_formats};
 
 use sdp_types::{Attribute, Connection, Origin, Session};
 

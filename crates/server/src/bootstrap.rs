@@ -7,7 +7,7 @@ use pbx::directory::{Directory, Tenant, User};
 use sip::auth::Algorithm;
 use store::{Directory as _, Store, StoreError, UserUpsert};
 
-use crate::config::Config;
+use crate::config::{Config, SrtpSetting};
 
 /// Name and domain of the demo tenant of the embedded default.
 pub const DEMO_TENANT: &str = "demo";
@@ -44,6 +44,7 @@ fn upsert(
     password: &str,
     display_name: &str,
     managed: bool,
+    srtp: SrtpSetting,
 ) -> UserUpsert {
     UserUpsert {
         tenant_id,
@@ -52,6 +53,7 @@ fn upsert(
         ha1_md5: Algorithm::Md5.ha1(extension, realm, password),
         ha1_sha256: Algorithm::Sha256.ha1(extension, realm, password),
         managed_by_config: managed,
+        srtp: srtp.as_str().to_owned(),
     }
 }
 
@@ -63,7 +65,8 @@ pub async fn sync_config(store: &Store, cfg: &Config) -> Result<(), StoreError> 
         let rec = store.upsert_tenant(&t.name, &domain).await?;
         let mut keep = Vec::new();
         for u in &t.users {
-            store.upsert_user(&upsert(rec.id, &domain, &u.extension, &u.password, &u.display_name, true)).await?;
+            let user = upsert(rec.id, &domain, &u.extension, &u.password, &u.display_name, true, u.srtp);
+            store.upsert_user(&user).await?;
             keep.push(u.extension.clone());
         }
         store.delete_config_users_except(rec.id, &keep).await?;
@@ -81,7 +84,7 @@ pub async fn ensure_demo(store: &Store) -> Result<Option<DemoCredentials>, Store
     let mut users = Vec::new();
     for (ext, name) in [("1001", "Demo 1001"), ("1002", "Demo 1002"), ("1003", "Demo 1003")] {
         let password = generate_password();
-        store.upsert_user(&upsert(tenant.id, DEMO_DOMAIN, ext, &password, name, false)).await?;
+        store.upsert_user(&upsert(tenant.id, DEMO_DOMAIN, ext, &password, name, false, SrtpSetting::Optional)).await?;
         users.push((ext.to_owned(), password));
     }
     Ok(Some(DemoCredentials { users }))
@@ -113,6 +116,8 @@ pub async fn load_directory(store: &Store) -> Result<Directory, StoreError> {
                 display_name: u.display_name,
                 ha1_md5: u.ha1_md5,
                 ha1_sha256: u.ha1_sha256,
+                // An unknown value (written by a newer release) is read as the default.
+                srtp: u.srtp.parse().unwrap_or_default(),
             })
             .collect();
         tenants.push(Tenant::new(t.id, t.name, t.domain, users));

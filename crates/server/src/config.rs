@@ -178,8 +178,15 @@ pub struct MediaSection {
     /// Offer transcodable codecs (G.711 µ/A-law, G.722) to the answerer and transcode when the
     /// legs share no codec.
     pub transcoding: bool,
-    /// Music on hold: `"builtin"`, a WAV file (8 or 16 kHz, 16-bit), or `""` for none.
+    /// Music on hold: `"builtin"`, a WAV file, a folder of WAV files (played in name order,
+    /// looped; any common rate and format), or `""` for none.
     pub music_on_hold: String,
+    /// Where the spoken system prompts are (empty: `prompts` in `data_dir`): `<lang>/<id>.wav`,
+    /// generated with `espeak-ng` at first start when missing; a tenant replaces one by putting
+    /// its own file at `tenants/<tenant>/<lang>/<id>.wav`.
+    pub prompts_dir: PathBuf,
+    /// Languages of the system prompts (`en`, `fr`); empty: generate none.
+    pub prompt_languages: Vec<String>,
 }
 
 impl Default for MediaSection {
@@ -194,6 +201,8 @@ impl Default for MediaSection {
             inband_dtmf: true,
             transcoding: true,
             music_on_hold: "builtin".to_owned(),
+            prompts_dir: PathBuf::new(),
+            prompt_languages: vec!["en".to_owned(), "fr".to_owned()],
         }
     }
 }
@@ -246,6 +255,34 @@ pub struct UserConfig {
     /// Name shown to callees.
     #[serde(default)]
     pub display_name: String,
+    /// Encrypted media (SRTP with SDES keys) for this user's phones.
+    #[serde(default)]
+    pub srtp: SrtpSetting,
+}
+
+/// `srtp` of a user: whether its phones may, or must, encrypt their media.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpSetting {
+    /// Plain RTP only: an encrypted offer from the phone is refused with 488.
+    Off,
+    /// The phone may encrypt (its SRTP offers are accepted); calls to it are offered plain RTP.
+    #[default]
+    Optional,
+    /// Encrypted only: plain offers from the phone are refused with 488, calls to it are
+    /// offered SRTP.
+    Required,
+}
+
+impl SrtpSetting {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SrtpSetting::Off => "off",
+            SrtpSetting::Optional => "optional",
+            SrtpSetting::Required => "required",
+        }
+    }
 }
 
 impl fmt::Debug for UserConfig {
@@ -254,6 +291,7 @@ impl fmt::Debug for UserConfig {
             .field("extension", &self.extension)
             .field("password", &"<redacted>")
             .field("display_name", &self.display_name)
+            .field("srtp", &self.srtp)
             .finish()
     }
 }
@@ -382,6 +420,12 @@ impl Config {
         }
         if hi - lo < 3 {
             return Err(err("media", "rtp_ports", 0, "the range must hold at least two RTP/RTCP port pairs".into()));
+        }
+        for lang in &self.media.prompt_languages {
+            if lang.parse::<audio::prompts::Lang>().is_err() {
+                let m = format!("unknown prompt language {lang:?}: expected \"en\" or \"fr\"");
+                return Err(err("media", "prompt_languages", 0, m));
+            }
         }
         if let Err(m) = check_music(&self.media.music_on_hold) {
             return Err(err("media", "music_on_hold", 0, m));
@@ -560,56 +604,74 @@ fn locate(text: &str, table: &str, key: &str, nth: usize) -> Option<usize> {
 
 /// Checks the music on hold `spec` without reading its audio (configuration validation).
 fn check_music(spec: &str) -> Result<(), String> {
-    open_music(spec).map(|_| ())
+    for file in music_files(spec)? {
+        check_music_header(&file)?;
+    }
+    Ok(())
 }
 
-/// A reader positioned at the audio of the WAV file `spec` names, its format checked; `None` for
-/// `""` and `"builtin"`.
-fn open_music(spec: &str) -> Result<Option<hound::WavReader<std::io::BufReader<std::fs::File>>>, String> {
+/// The WAV files `spec` names: none for `""` and `"builtin"`, the file itself, or the `.wav`
+/// files of a folder in name order.
+fn music_files(spec: &str) -> Result<Vec<PathBuf>, String> {
     if spec.is_empty() || spec == "builtin" {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let reader = hound::WavReader::open(spec)
-        .map_err(|e| format!("expected \"builtin\", \"\" or a readable WAV file; {spec}: {e}"))?;
+    let path = Path::new(spec);
+    if !path.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| format!("{spec}: {e}"))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("wav")))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("{spec}: the folder holds no .wav file"));
+    }
+    Ok(files)
+}
+
+/// Checks a music file's header (the audio is read once, at start).
+fn check_music_header(file: &Path) -> Result<(), String> {
+    let reader = hound::WavReader::open(file)
+        .map_err(|e| format!("expected \"builtin\", \"\", a WAV file or a folder of them; {}: {e}", file.display()))?;
     let wav = reader.spec();
-    if wav.sample_format != hound::SampleFormat::Int
-        || wav.bits_per_sample != 16
-        || !matches!(wav.sample_rate, 8000 | 16000)
-        || !matches!(wav.channels, 1 | 2)
-    {
+    let encoding_ok = match wav.sample_format {
+        hound::SampleFormat::Int => matches!(wav.bits_per_sample, 8 | 16 | 24 | 32),
+        hound::SampleFormat::Float => wav.bits_per_sample == 32,
+    };
+    if !encoding_ok || !(8000..=48000).contains(&wav.sample_rate) || !matches!(wav.channels, 1 | 2) {
         return Err(format!(
-            "{spec}: expected 16-bit PCM at 8000 or 16000 Hz, mono or stereo; found {} bits at {} Hz, {} channels \
-             (convert it, e.g. `sox in.wav -r 8000 -c 1 -b 16 out.wav`)",
-            wav.bits_per_sample, wav.sample_rate, wav.channels
+            "{}: expected PCM (8 to 32-bit integer or 32-bit float) at 8000 to 48000 Hz, mono or stereo; found {} \
+             bits at {} Hz, {} channels (convert it, e.g. `sox in.wav -r 8000 -c 1 -b 16 out.wav`)",
+            file.display(),
+            wav.bits_per_sample,
+            wav.sample_rate,
+            wav.channels
         ));
     }
-    Ok(Some(reader))
+    Ok(())
 }
 
 /// The music on hold `spec` names: `""` none, `"builtin"` the built-in music, else a WAV file
-/// (8 or 16 kHz, 16-bit integer, mono or stereo), mixed to mono and brought to 8 kHz.
+/// or a folder of WAV files (any common rate and format), joined in name order, mixed to mono
+/// and brought to 8 kHz; the player loops it.
 pub fn load_music(spec: &str) -> Result<Option<media::player::Source>, String> {
-    let Some(mut reader) = open_music(spec)? else {
+    let files = music_files(spec)?;
+    if files.is_empty() {
         return Ok((spec == "builtin").then_some(media::player::Source::BuiltinMusic));
-    };
-    let wav = reader.spec();
-    let samples: Vec<i16> = reader.samples::<i16>().collect::<Result<_, _>>().map_err(|e| format!("{spec}: {e}"))?;
-    let mono: Vec<i16> = if wav.channels == 2 {
-        samples.chunks(2).map(|c| ((i32::from(c[0]) + i32::from(*c.get(1).unwrap_or(&c[0]))) / 2) as i16).collect()
-    } else {
-        samples
-    };
-    let narrow = if wav.sample_rate == 16000 {
-        let mut out = Vec::with_capacity(mono.len() / 2);
-        audio::resample::Downsampler::new().process(&mono, &mut out);
-        out
-    } else {
-        mono
-    };
-    if narrow.is_empty() {
-        return Err(format!("{spec}: the file holds no audio"));
     }
-    Ok(Some(media::player::Source::Samples(std::sync::Arc::new(narrow))))
+    let mut samples = Vec::new();
+    for file in &files {
+        check_music_header(file)?;
+        samples.extend(audio::wav::load_wav(file, 8000).map_err(|e| e.to_string())?);
+    }
+    if samples.is_empty() {
+        return Err(format!("{spec}: no audio"));
+    }
+    Ok(Some(media::player::Source::Samples(std::sync::Arc::new(samples))))
 }
 
 #[cfg(test)]
@@ -715,14 +777,30 @@ display_name = "Alice"
             w.finalize().unwrap();
             path.display().to_string()
         };
-        let e = parse(&with(&wav("cd.wav", 44100, 16))).unwrap_err();
-        assert!(e.message.contains("8000 or 16000 Hz") && e.message.contains("sox"), "{e}");
-        assert!(parse(&with(&wav("8bit.wav", 8000, 8))).is_err());
+        let e = parse(&with(&wav("fast.wav", 96000, 16))).unwrap_err();
+        assert!(e.message.contains("8000 to 48000 Hz") && e.message.contains("sox"), "{e}");
         let c = parse(&with(&wav("wide.wav", 16000, 16))).unwrap();
         match load_music(&c.media.music_on_hold).unwrap() {
             Some(media::player::Source::Samples(s)) => assert_eq!(s.len(), 800),
             other => panic!("{other:?}"),
         }
+        // A folder: its WAV files (any common rate) in name order, the unusable one refused.
+        let folder = dir.join("playlist");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::rename(wav("cd.wav", 44100, 16), folder.join("1-cd.wav")).unwrap();
+        std::fs::rename(wav("8bit.wav", 8000, 8), folder.join("2-8bit.wav")).unwrap();
+        let c = parse(&with(&folder.display().to_string())).unwrap();
+        match load_music(&c.media.music_on_hold).unwrap() {
+            // 1600 samples at 44.1 kHz are 290 at 8 kHz; then 1600 at 8 kHz.
+            Some(media::player::Source::Samples(s)) => assert!((1880..=1900).contains(&s.len()), "{}", s.len()),
+            other => panic!("{other:?}"),
+        }
+        std::fs::rename(wav("fast.wav", 96000, 16), folder.join("3-fast.wav")).unwrap();
+        let e = parse(&with(&folder.display().to_string())).unwrap_err();
+        assert!(e.message.contains("3-fast.wav"), "{e}");
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        assert!(parse(&with(&empty.display().to_string())).unwrap_err().message.contains("no .wav"));
         assert!(matches!(load_music("builtin"), Ok(Some(media::player::Source::BuiltinMusic))));
         assert!(matches!(load_music(""), Ok(None)));
         let _ = std::fs::remove_dir_all(dir);

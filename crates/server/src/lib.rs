@@ -184,6 +184,13 @@ pub async fn serve(cfg: Config, opts: ServeOptions, shutdown: impl Future<Output
             ))
         })
         .collect();
+    let prompts = Arc::new(audio::prompts::PromptLibrary::new(if cfg.media.prompts_dir.as_os_str().is_empty() {
+        cfg.data_dir.join("prompts")
+    } else {
+        cfg.media.prompts_dir.clone()
+    }));
+    let prompt_langs: Vec<audio::prompts::Lang> =
+        cfg.media.prompt_languages.iter().filter_map(|l| l.parse().ok()).collect();
     let core = Arc::new(Core {
         transports: transports.clone(),
         calls: core::CallRegistry::default(),
@@ -210,6 +217,7 @@ pub async fn serve(cfg: Config, opts: ServeOptions, shutdown: impl Future<Output
             tracing::warn!(error = %e, "music on hold unavailable");
             None
         }),
+        prompts: prompts.clone(),
         recordings: cfg.calls.record.then(|| {
             if cfg.calls.recordings_dir.as_os_str().is_empty() {
                 cfg.data_dir.join("recordings")
@@ -221,6 +229,7 @@ pub async fn serve(cfg: Config, opts: ServeOptions, shutdown: impl Future<Output
         ids: Mutex::new(IdGen::new(random_u64())),
         epoch: std::time::Instant::now(),
     });
+    tokio::task::spawn_blocking(move || ensure_prompts(&prompts, &prompt_langs));
     let writer_task = tokio::spawn(writer::run(store.clone(), writer_rx, Arc::downgrade(&core)));
     let door_timers: Vec<_> = (0..shards).map(|i| tokio::spawn(core.clone().door_timers(i))).collect();
     transports.start(&core);
@@ -286,4 +295,16 @@ fn print_demo_banner(d: &bootstrap::DemoCredentials, bound: &[(Transport, Socket
     );
     println!("  Then dial another extension, e.g. 1002.");
     println!();
+}
+
+/// Generates the system prompts that are missing (the first start takes a few seconds of
+/// `espeak-ng`; later starts find them all). Runs in the background: calls do not wait for it.
+fn ensure_prompts(prompts: &audio::prompts::PromptLibrary, langs: &[audio::prompts::Lang]) {
+    if langs.is_empty() {
+        return;
+    }
+    match prompts.ensure(langs) {
+        Ok(report) => info!(?report, dir = %prompts.dir().display(), "system prompts ready"),
+        Err(e) => warn!(error = %e, "system prompts unavailable"),
+    }
 }

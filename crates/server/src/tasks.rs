@@ -13,7 +13,7 @@ use pbx::ids::IdGen;
 use pbx::location::{Binding, BindingChange};
 use sdp::Anchor;
 use tokio::sync::mpsc;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::core::{CallMsg, Core, InboundRequest};
 use crate::transport::OnError;
@@ -163,9 +163,20 @@ async fn run_call(
                         if spec.is_some() && plan.is_none() {
                             warn!(?spec, "codecs the relay cannot transcode");
                         }
+                        if let Some(spec) = &spec {
+                            info!(caller = %spec.a.encoding, callee = %spec.b.encoding, "transcoding between the legs");
+                        }
                         if let Err(e) = session.set_transcoding(plan) {
                             warn!(error = %e, "relay refused transcoding");
                         }
+                    }
+                }
+                CallOutput::Media(MediaCommand::Srtp { side: s, keys }) => {
+                    let keys = keys.map(|k| media::SrtpKeys { inbound: k.inbound, outbound: k.outbound });
+                    if let Some(session) = &session
+                        && let Err(e) = session.set_srtp(side(s), keys.as_ref())
+                    {
+                        warn!(error = %e, "relay refused SRTP keys");
                     }
                 }
                 CallOutput::Media(MediaCommand::MusicOnHold { side: held, on }) => {
@@ -203,7 +214,7 @@ async fn run_call(
                             Err(e) => warn!(error = %e, path = %path.display(), "cannot record the call"),
                         }
                     }
-                    let mut ev = with_media(ev, session.as_ref());
+                    let mut ev = with_media(ev, session.as_ref(), call.srtp_suites());
                     if let (CallEventKind::Ended { recording: path, .. }, Some(r)) = (&mut ev.kind, &recording) {
                         *path = Some(r.path().display().to_string());
                     }
@@ -242,6 +253,8 @@ async fn run_call(
                         let duration_ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
                         call.handle_media_dtmf(from, digit, duration_ms, in_band, n);
                     }
+                    // Nothing in a two-party call plays once yet (IVR and voicemail will).
+                    Some(CallMsg::Media(media::MediaEvent::PlaybackFinished { .. })) => {}
                     Some(CallMsg::Shutdown) => call.shutdown(n),
                     None => break,
                 }
@@ -282,9 +295,19 @@ fn transcode_plan(spec: &pbx::call::TranscodeSpec) -> Option<media::TranscodePla
     use media::transcode::{Codec, DirectionPlan};
     let a = (Codec::from_rtpmap(&spec.a.encoding, spec.a.clock_rate)?, spec.a.payload_type);
     let b = (Codec::from_rtpmap(&spec.b.encoding, spec.b.clock_rate)?, spec.b.payload_type);
+    // What a leg sends unless it said otherwise: 20 ms (RFC 3551, RFC 7587).
+    let (a_ptime, b_ptime) = (spec.ptime.0.unwrap_or(20), spec.ptime.1.unwrap_or(20));
+    // What the receiving leg asked of Opus (FEC, DTX, bandwidth) in its fmtp.
+    let opus_of = |f: &sdp::Format| media::transcode::parse_opus_fmtp(f.fmtp.as_deref().unwrap_or(""));
     Some(media::TranscodePlan {
-        a_to_b: DirectionPlan { from: a, to: b, telephone_event: spec.telephone_event },
-        b_to_a: DirectionPlan { from: b, to: a, telephone_event: spec.telephone_event.map(|(a, b)| (b, a)) },
+        a_to_b: DirectionPlan::new(a, b)
+            .with_telephone_event(spec.telephone_event)
+            .with_ptime(a_ptime, b_ptime)
+            .with_opus(opus_of(&spec.b)),
+        b_to_a: DirectionPlan::new(b, a)
+            .with_telephone_event(spec.telephone_event.map(|(a, b)| (b, a)))
+            .with_ptime(b_ptime, a_ptime)
+            .with_opus(opus_of(&spec.a)),
     })
 }
 
@@ -303,7 +326,7 @@ fn leg_quality(session: &media::MediaSession, side: media::Side) -> LegQuality {
 }
 
 /// Adds the relay's counters to the event that ends a call.
-fn with_media(mut ev: CallEvent, session: Option<&media::MediaSession>) -> CallEvent {
+fn with_media(mut ev: CallEvent, session: Option<&media::MediaSession>, srtp: [Option<&str>; 2]) -> CallEvent {
     if let (CallEventKind::Ended { media, .. }, Some(session)) = (&mut ev.kind, session) {
         let s = session.stats();
         *media = Some(MediaCounters {
@@ -313,6 +336,10 @@ fn with_media(mut ev: CallEvent, session: Option<&media::MediaSession>) -> CallE
             bytes_b_to_a: s.b.received_bytes,
             quality_a: leg_quality(session, media::Side::A),
             quality_b: leg_quality(session, media::Side::B),
+            srtp_a: srtp[0].map(str::to_owned),
+            srtp_b: srtp[1].map(str::to_owned),
+            srtp_rejected_a: s.a.dropped_srtp,
+            srtp_rejected_b: s.b.dropped_srtp,
         });
     }
     ev
@@ -349,6 +376,10 @@ pub async fn run_cdr_consumer(
                 quality_a: stored_quality(&cdr.media.quality_a),
                 quality_b: stored_quality(&cdr.media.quality_b),
                 recording: cdr.recording.clone(),
+                a_srtp: cdr.media.srtp_a.clone(),
+                b_srtp: cdr.media.srtp_b.clone(),
+                a_srtp_rejected: cdr.media.srtp_rejected_a as i64,
+                b_srtp_rejected: cdr.media.srtp_rejected_b as i64,
             };
             if writer.send(WriteOp::Cdr(Box::new(record))).is_err() {
                 warn!("store writer gone; a CDR was not written");

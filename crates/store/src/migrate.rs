@@ -32,6 +32,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") },
     Migration { version: 2, name: "cdr_quality", sql: include_str!("../migrations/sqlite/0002_cdr_quality.sql") },
     Migration { version: 3, name: "cdr_recording", sql: include_str!("../migrations/sqlite/0003_cdr_recording.sql") },
+    Migration { version: 4, name: "media_security", sql: include_str!("../migrations/sqlite/0004_media_security.sql") },
 ];
 
 /// PostgreSQL migrations, oldest first.
@@ -39,6 +40,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") },
     Migration { version: 2, name: "cdr_quality", sql: include_str!("../migrations/postgres/0002_cdr_quality.sql") },
     Migration { version: 3, name: "cdr_recording", sql: include_str!("../migrations/postgres/0003_cdr_recording.sql") },
+    Migration {
+        version: 4,
+        name: "media_security",
+        sql: include_str!("../migrations/postgres/0004_media_security.sql"),
+    },
 ];
 
 /// The highest version of a list (0 for an empty list).

@@ -35,6 +35,8 @@ pub struct UserRecord {
     /// True when the user comes from the configuration file (and is deleted when the
     /// file no longer lists it), false when it was created at run time.
     pub managed_by_config: bool,
+    /// SRTP policy: `off`, `optional` or `required`.
+    pub srtp: String,
 }
 
 impl fmt::Debug for UserRecord {
@@ -47,6 +49,7 @@ impl fmt::Debug for UserRecord {
             .field("ha1_md5", &"<redacted>")
             .field("ha1_sha256", &"<redacted>")
             .field("managed_by_config", &self.managed_by_config)
+            .field("srtp", &self.srtp)
             .finish()
     }
 }
@@ -67,6 +70,8 @@ pub struct UserUpsert {
     pub ha1_sha256: String,
     /// See [`UserRecord::managed_by_config`].
     pub managed_by_config: bool,
+    /// See [`UserRecord::srtp`].
+    pub srtp: String,
 }
 
 impl fmt::Debug for UserUpsert {
@@ -78,6 +83,7 @@ impl fmt::Debug for UserUpsert {
             .field("ha1_md5", &"<redacted>")
             .field("ha1_sha256", &"<redacted>")
             .field("managed_by_config", &self.managed_by_config)
+            .field("srtp", &self.srtp)
             .finish()
     }
 }
@@ -203,6 +209,14 @@ pub struct CdrRecord {
     pub quality_b: LegQuality,
     /// The call's recording (a file path), if it was recorded.
     pub recording: Option<String>,
+    /// SRTP of the caller's leg (the suite, e.g. `AES_CM_128_HMAC_SHA1_80`), `None` for plain RTP.
+    pub a_srtp: Option<String>,
+    /// SRTP of the callee's leg.
+    pub b_srtp: Option<String>,
+    /// SRTP packets from the caller refused (failed authentication or replayed).
+    pub a_srtp_rejected: i64,
+    /// SRTP packets from the callee refused.
+    pub b_srtp_rejected: i64,
 }
 
 /// Which CDRs [`Cdrs::list_cdrs`](crate::Cdrs::list_cdrs) returns, newest first.

@@ -155,7 +155,8 @@ macro_rules! insert_cdr_rows {
                 "INSERT INTO cdrs (id, tenant_id, call_id, caller, callee, started_at_ms, answered_at_ms, ended_at_ms, \
                  duration_ms, billable_ms, disposition, hangup_cause, hangup_status, initiator, \
                  packets_a_to_b, packets_b_to_a, bytes_a_to_b, bytes_b_to_a, \
-                 a_loss_pct, a_jitter_ms, a_rtt_ms, a_mos, b_loss_pct, b_jitter_ms, b_rtt_ms, b_mos, recording) ",
+                 a_loss_pct, a_jitter_ms, a_rtt_ms, a_mos, b_loss_pct, b_jitter_ms, b_rtt_ms, b_mos, recording, \
+                 a_srtp, b_srtp, a_srtp_rejected, b_srtp_rejected) ",
             );
             qb.push_values(chunk.iter(), |mut row, c| {
                 row.push_bind(c.id.clone())
@@ -184,7 +185,11 @@ macro_rules! insert_cdr_rows {
                     .push_bind(c.quality_b.jitter_ms)
                     .push_bind(c.quality_b.rtt_ms)
                     .push_bind(c.quality_b.mos)
-                    .push_bind(c.recording.clone());
+                    .push_bind(c.recording.clone())
+                    .push_bind(c.a_srtp.clone())
+                    .push_bind(c.b_srtp.clone())
+                    .push_bind(c.a_srtp_rejected)
+                    .push_bind(c.b_srtp_rejected);
             });
             qb.push(" ON CONFLICT (id) DO NOTHING");
             inserted += qb.build().execute(&mut *$conn).await?.rows_affected();

@@ -31,6 +31,7 @@ where
         ha1_md5: row.try_get("ha1_md5")?,
         ha1_sha256: row.try_get("ha1_sha256")?,
         managed_by_config: row.try_get("managed_by_config")?,
+        srtp: row.try_get("srtp")?,
     })
 }
 
@@ -100,6 +101,10 @@ where
         quality_a: leg("a")?,
         quality_b: leg("b")?,
         recording: row.try_get("recording")?,
+        a_srtp: row.try_get("a_srtp")?,
+        b_srtp: row.try_get("b_srtp")?,
+        a_srtp_rejected: row.try_get("a_srtp_rejected")?,
+        b_srtp_rejected: row.try_get("b_srtp_rejected")?,
     })
 }
 

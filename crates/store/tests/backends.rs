@@ -239,6 +239,7 @@ fn user(tenant_id: i64, extension: &str, managed_by_config: bool) -> UserUpsert 
         ha1_md5: format!("md5-{tenant_id}-{extension}"),
         ha1_sha256: format!("sha256-{tenant_id}-{extension}"),
         managed_by_config,
+        srtp: if extension.ends_with('1') { "required" } else { "optional" }.to_owned(),
     }
 }
 
@@ -285,6 +286,10 @@ fn cdr(id: &str, tenant_id: i64, started_at_ms: i64) -> CdrRecord {
         quality_a: LegQuality { loss_pct: Some(0.25), jitter_ms: Some(3.125), rtt_ms: Some(41.5), mos: Some(4.3) },
         quality_b: LegQuality::default(),
         recording: Some(format!("/var/lib/switchboard/recordings/{id}.wav")),
+        a_srtp: Some("AES_CM_128_HMAC_SHA1_80".to_owned()),
+        b_srtp: None,
+        a_srtp_rejected: 2,
+        b_srtp_rejected: 0,
     }
 }
 
@@ -590,13 +595,13 @@ async fn cdrs_list_filters_orders_and_limits<S: Directory + Registrations + Cdrs
 
 async fn migrations_are_idempotent_on_reopen(b: &impl Backend) {
     let s = b.open().await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 3);
+    assert_eq!(s.schema_version().await.unwrap(), 4);
     let t = s.upsert_tenant("acme", "acme.example").await.unwrap();
     s.close().await;
 
     for _ in 0..2 {
         let s = b.open().await.unwrap();
-        assert_eq!(s.schema_version().await.unwrap(), 3);
+        assert_eq!(s.schema_version().await.unwrap(), 4);
         assert_eq!(s.list_tenants().await.unwrap(), vec![t.clone()], "reopening does not re-run migrations");
         s.close().await;
     }
@@ -642,11 +647,12 @@ async fn version_1_database_is_upgraded_keeping_its_cdrs(b: &impl Backend) {
     );
     b.execute(Box::leak(insert.into_boxed_str())).await;
     let s = b.open().await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 3);
+    assert_eq!(s.schema_version().await.unwrap(), 4);
     let cdrs = s.list_cdrs(&CdrFilter::default()).await.unwrap();
     assert_eq!(cdrs.len(), 1);
     assert_eq!((cdrs[0].id.as_str(), cdrs[0].packets_b_to_a, cdrs[0].billable_ms), ("old", 20, 3000));
     assert_eq!((cdrs[0].quality_a, cdrs[0].recording.clone()), (LegQuality::default(), None));
+    assert_eq!((cdrs[0].a_srtp.clone(), cdrs[0].b_srtp_rejected), (None, 0));
     s.close().await;
 }
 
@@ -654,7 +660,7 @@ async fn newer_schema_is_refused(b: &impl Backend) {
     b.open().await.unwrap().close().await;
     b.execute("INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (9999, 'from the future', 0)").await;
     match b.open().await {
-        Err(StoreError::SchemaTooNew { found: 9999, known: 3 }) => {}
+        Err(StoreError::SchemaTooNew { found: 9999, known: 4 }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
 }

@@ -204,6 +204,12 @@ async fn list_cdrs(cfg: &Config, json: bool, limit: u32) -> ExitCode {
                     "bytes_a_to_b": c.bytes_a_to_b,
                     "bytes_b_to_a": c.bytes_b_to_a,
                     "recording": c.recording,
+                    "srtp": {
+                        "caller": c.a_srtp,
+                        "callee": c.b_srtp,
+                        "caller_rejected": c.a_srtp_rejected,
+                        "callee_rejected": c.b_srtp_rejected,
+                    },
                     "quality": {
                         "caller": {
                             "loss_pct": c.quality_a.loss_pct,

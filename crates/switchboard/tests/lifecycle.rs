@@ -365,3 +365,23 @@ fn embedded_default_creates_the_demo_tenant_once() {
     // Passwords are shown once only.
     assert!(!String::from_utf8_lossy(&out.stdout).contains("password"), "passwords printed again");
 }
+
+#[test]
+fn first_start_generates_the_spoken_prompts() {
+    let dir = TempDir::new("prompts");
+    let media = format!("prompts_dir = \"{}\"\nprompt_languages = [\"fr\"]\n", dir.0.display());
+    let server = Server::start(Setup { media_extra: &media, ..Setup::default() });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.log().contains("system prompts ready") {
+        assert!(Instant::now() < deadline, "no prompts: {}", common::tail(&server.log(), 30));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let library = audio::prompts::PromptLibrary::new(&dir.0);
+    for id in ["7", "please-hold", "not-available", "goodbye"] {
+        let speech = library.load(None, audio::prompts::Lang::Fr, id, 8000).unwrap();
+        assert!(speech.len() > 2000, "{id}: {} samples", speech.len());
+        assert!(audio::analysis::rms(&speech) > 300.0, "{id} is silent");
+    }
+    // Nothing in English was asked for.
+    assert!(!dir.0.join("en").exists());
+}

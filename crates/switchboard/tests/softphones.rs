@@ -118,3 +118,24 @@ fn linphone_calls_baresip() {
     assert_tone(&alice.recorded_wav_path(), 440.0, "linphone");
     check_cdr(&server, "1001", "1002", 3.0);
 }
+
+/// baresip with Opus calls baresip with PCMU: no codec in common, so the relay transcodes
+/// (Opus at 48 kHz ↔ µ-law at 8 kHz); each tone arrives within 2 %.
+#[test]
+fn opus_phone_and_pcmu_phone_hear_each_other_through_transcoding() {
+    let server = Server::start(Setup::default());
+    let mut o = BaresipOptions::new("1001", "secret-1001", "acme.test", server.sip);
+    o.codec = "opus".to_owned();
+    o.audio_source = AudioSource::Sine(1000);
+    let alice = Baresip::spawn(o).unwrap();
+    let bob = phone(&server, "1002", AudioSource::Sine(600), Transport::Udp);
+    alice.wait_registered(secs(10)).unwrap();
+    bob.wait_registered(secs(10)).unwrap();
+    call_and_hang_up(&alice, &bob, 3);
+    let alice_log = alice.log();
+    assert!(alice_log.contains("opus/48000"), "Alice did not use Opus");
+    assert_tone(&bob.recorded_wav_path().unwrap(), 1000.0, "the PCMU callee");
+    assert_tone(&alice.recorded_wav_path().unwrap(), 600.0, "the Opus caller");
+    check_cdr(&server, "1001", "1002", 3.0);
+    assert!(server.log().contains("transcod"), "no transcoding in the server log");
+}

@@ -20,6 +20,7 @@
 //! (addresses, Via, Contact, Call-ID, tags, SDP origin) is copied to the other.
 
 mod dialog;
+mod secure;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ use sip::transaction::{
 use sip::{HeaderName, Method, Request, RequestInfo, Response, ResponseInfo, validate_request};
 
 use self::dialog::{Dialog, decorate_response, without_tag};
+pub use self::secure::SrtpKeys;
+use self::secure::{LegKeys, Refusal};
 use crate::Now;
 use crate::auth::Authenticated;
 use crate::directory::{Tenant, User};
@@ -119,6 +122,13 @@ pub enum MediaCommand {
     },
     /// Transcode between the legs as described, or stop (`None`).
     Transcode(Option<TranscodeSpec>),
+    /// Encrypt `side`'s media with these keys (SRTP), or stop (`None`: plain RTP).
+    Srtp {
+        /// The leg.
+        side: Side,
+        /// Its keys.
+        keys: Option<SrtpKeys>,
+    },
     /// Play music on hold into `side` (the held party), or stop.
     MusicOnHold {
         /// The held leg.
@@ -137,13 +147,56 @@ pub struct TranscodeSpec {
     pub b: sdp::Format,
     /// Telephone-event payload types (caller's, callee's), when both legs use them.
     pub telephone_event: Option<(u8, u8)>,
+    /// Packetisation times (ms) the caller's and the callee's legs asked for, if they said.
+    pub ptime: (Option<u16>, Option<u16>),
 }
 
-/// Codecs the relay converts between (name, clock rate, static payload type).
-const TRANSCODABLE: [(&str, u32, u8); 3] = [("PCMU", 8000, 0), ("PCMA", 8000, 8), ("G722", 8000, 9)];
+/// Codecs the relay converts between (name, clock rate, static payload type; Opus has none).
+const TRANSCODABLE: [(&str, u32, Option<u8>); 4] =
+    [("PCMU", 8000, Some(0)), ("PCMA", 8000, Some(8)), ("G722", 8000, Some(9)), ("opus", 48000, None)];
 
 fn is_transcodable(f: &sdp::Format) -> bool {
     TRANSCODABLE.iter().any(|(name, rate, _)| f.encoding.eq_ignore_ascii_case(name) && f.clock_rate == *rate)
+}
+
+/// The transcodable formats an offer of `formats` lacks, for the answerer to choose from:
+/// static payload types where they have one, free dynamic ones otherwise (Opus, RFC 7587
+/// style, and a 48 kHz telephone-event beside it when the offer has an 8 kHz one).
+fn formats_to_add(formats: &[sdp::Format]) -> Vec<sdp::Format> {
+    let mut used: Vec<u8> = formats.iter().map(|f| f.payload_type).collect();
+    let mut free = move || {
+        let pt = (96..=127).find(|pt| !used.contains(pt))?;
+        used.push(pt);
+        Some(pt)
+    };
+    let mut extra = Vec::new();
+    for &(name, rate, pt) in &TRANSCODABLE {
+        let wanted = sdp::Format::new(pt.unwrap_or(0), name, rate);
+        if formats.iter().any(|f| f.same_codec(&wanted) || Some(f.payload_type) == pt) {
+            continue;
+        }
+        match pt {
+            Some(_) => extra.push(wanted),
+            None => {
+                let Some(pt) = free() else { continue };
+                extra.push(sdp::Format {
+                    payload_type: pt,
+                    channels: Some(2),
+                    fmtp: Some("useinbandfec=1".to_owned()),
+                    ..sdp::Format::new(pt, name, rate)
+                });
+                let te = |r: u32| formats.iter().any(|f| f.is_telephone_event() && f.clock_rate == r);
+                if te(8000)
+                    && !te(48000)
+                    && let Some(pt) = free()
+                {
+                    let event = sdp::Format::new(pt, "telephone-event", 48000);
+                    extra.push(sdp::Format { fmtp: Some("0-16".to_owned()), ..event });
+                }
+            }
+        }
+    }
+    extra
 }
 
 /// Whether an SDP body being passed on is an offer or an answer.
@@ -158,6 +211,7 @@ enum SdpRole {
 struct Exchange {
     offerer: Side,
     formats: Vec<sdp::Format>,
+    ptime: Option<u16>,
 }
 
 /// Identifies a transaction of a call, so the driver can report a send that failed.
@@ -334,6 +388,8 @@ pub struct Call {
     moh: [bool; 2],
     /// Legs whose SDP declared RFC 4733 telephone-events (A, B).
     telephone_events: [bool; 2],
+    /// SRTP of each leg (A, B).
+    keys: [LegKeys; 2],
     ring_deadline: Option<Instant>,
     linger_until: Option<Instant>,
     ended: bool,
@@ -435,6 +491,7 @@ impl Call {
             transcoding: None,
             moh: [false; 2],
             telephone_events: [false; 2],
+            keys: Default::default(),
             ring_deadline: Some(now.instant + cfg.ring_timeout),
             linger_until: None,
             ended: false,
@@ -458,9 +515,17 @@ impl Call {
         if call.offer_in_invite {
             let body = call.a_invite.body.clone();
             let negotiated = call.negotiate(Side::B, &body, SdpRole::Offer);
+            let negotiated = match call.secure(Side::B, negotiated, SdpRole::Offer) {
+                Ok(n) => n,
+                Err(refusal) => {
+                    call.respond_a(488, None, None, now);
+                    call.end(now, Disposition::Failed, refusal.reason().into(), Some(488), Initiator::System);
+                    return call;
+                }
+            };
             match sdp::anchor(&negotiated, &call.anchors.b, &mut call.origin_b) {
                 Ok(anchored) => {
-                    if let Some(peer) = anchored.peer {
+                    if let Some(peer) = anchored.peer.map(|p| declared_events(p, &body)) {
                         call.out.push_back(CallOutput::Media(MediaCommand::SetPeer { side: Side::A, peer }));
                     }
                     offer = Some(Bytes::from(anchored.body));
@@ -719,13 +784,14 @@ impl Call {
     /// where the sender receives. `None` if the SDP is unusable.
     fn anchor_for(&mut self, to: Side, body: &[u8], role: SdpRole) -> Option<Bytes> {
         let negotiated = self.negotiate(to, body, role);
+        let negotiated = self.secure(to, negotiated, role).ok()?;
         let (anchor, origin) = match to {
             Side::A => (self.anchors.a, &mut self.origin_a),
             Side::B => (self.anchors.b, &mut self.origin_b),
         };
         let anchored = sdp::anchor(&negotiated, &anchor, origin).ok()?;
         self.on_hold = is_hold(body);
-        if let Some(peer) = anchored.peer {
+        if let Some(peer) = anchored.peer.map(|p| declared_events(p, body)) {
             self.out.push_back(CallOutput::Media(MediaCommand::SetPeer { side: to.other(), peer }));
         }
         Some(Bytes::from(anchored.body))
@@ -750,16 +816,11 @@ impl Call {
                     self.out.push_back(CallOutput::Media(MediaCommand::MusicOnHold { side: to, on: held }));
                 }
                 let transcodable = formats.iter().any(is_transcodable);
-                self.exchange = Some(Exchange { offerer, formats: formats.clone() });
+                self.exchange = Some(Exchange { offerer, formats: formats.clone(), ptime: sdp::ptime(body) });
                 if !self.cfg.transcoding || !transcodable {
                     return body.to_vec();
                 }
-                let extra: Vec<sdp::Format> = TRANSCODABLE
-                    .iter()
-                    .map(|&(name, rate, pt)| sdp::Format::new(pt, name, rate))
-                    .filter(|t| !formats.iter().any(|f| f.same_codec(t) || f.payload_type == t.payload_type))
-                    .collect();
-                sdp::append_formats(body, &extra).unwrap_or_else(|_| body.to_vec())
+                sdp::append_formats(body, &formats_to_add(&formats)).unwrap_or_else(|_| body.to_vec())
             }
             SdpRole::Answer => {
                 let Some(exchange) = self.exchange.clone().filter(|e| e.offerer == to) else {
@@ -775,10 +836,12 @@ impl Call {
                     self.set_transcoding(None);
                     return body.to_vec();
                 };
-                let te_8k =
-                    |fs: &[sdp::Format]| fs.iter().find(|f| f.is_telephone_event() && f.clock_rate == 8000).cloned();
+                // Events at each leg's audio clock (48 kHz beside Opus), so the relay can scale them.
+                let te_at = |fs: &[sdp::Format], rate: u32| {
+                    fs.iter().find(|f| f.is_telephone_event() && f.clock_rate == rate).cloned()
+                };
                 let mut keep = vec![theirs.clone()];
-                let events = match (te_8k(&exchange.formats), te_8k(&formats)) {
+                let events = match (te_at(&exchange.formats, theirs.clock_rate), te_at(&formats, chosen.clock_rate)) {
                     (Some(offerer_te), Some(answerer_te)) => {
                         keep.push(offerer_te.clone());
                         Some((offerer_te.payload_type, answerer_te.payload_type))
@@ -787,18 +850,63 @@ impl Call {
                 };
                 let Ok(rewritten) = sdp::set_formats(body, &keep) else { return body.to_vec() };
                 // The offerer (`to`) keeps its codec; the answerer sends and wants `chosen`.
+                let answerer_ptime = sdp::ptime(body);
                 let spec = match to {
-                    Side::A => TranscodeSpec { a: theirs.clone(), b: chosen.clone(), telephone_event: events },
+                    Side::A => TranscodeSpec {
+                        a: theirs.clone(),
+                        b: chosen.clone(),
+                        telephone_event: events,
+                        ptime: (exchange.ptime, answerer_ptime),
+                    },
                     Side::B => TranscodeSpec {
                         a: chosen.clone(),
                         b: theirs.clone(),
                         telephone_event: events.map(|(offerer, answerer)| (answerer, offerer)),
+                        ptime: (answerer_ptime, exchange.ptime),
                     },
                 };
                 self.set_transcoding(Some(spec));
                 rewritten
             }
         }
+    }
+
+    /// SRTP across the legs, for an SDP from `to.other()` going to `to`: the sender's keys
+    /// are checked against its user's policy and remembered, and the SDP gets the protocol and
+    /// keys of `to`'s leg (Switchboard's own keys: each leg is keyed separately). The relay is
+    /// told when a leg's keys change. Unparsable bodies pass unchanged.
+    fn secure(&mut self, to: Side, body: Vec<u8>, role: SdpRole) -> Result<Vec<u8>, Refusal> {
+        let from = to.other();
+        let Ok(sec) = sdp::media_security(&body) else { return Ok(body) };
+        let policy = |side: Side, call: &Call| match side {
+            Side::A => call.caller.srtp,
+            Side::B => call.callee.srtp,
+        };
+        match role {
+            SdpRole::Offer => self.keys[from.index()].on_offer(&sec, policy(from, self))?,
+            SdpRole::Answer => self.keys[from.index()].on_answer(&sec)?,
+        }
+        let (protocol, lines) = match role {
+            SdpRole::Offer => {
+                let (p, l) = self.keys[to.index()].offer(policy(to, self));
+                (p.to_owned(), l)
+            }
+            SdpRole::Answer => self.keys[to.index()].answer(),
+        };
+        for side in [from, to] {
+            if let Some(keys) = self.keys[side.index()].changed() {
+                self.out.push_back(CallOutput::Media(MediaCommand::Srtp { side, keys }));
+            }
+        }
+        if protocol == sec.protocol && lines == sec.crypto {
+            return Ok(body);
+        }
+        sdp::set_media_security(&body, &protocol, &lines).map_err(|_| Refusal::NoUsableKey)
+    }
+
+    /// The SRTP suite each leg uses (A, B), by name; `None` for plain RTP.
+    pub fn srtp_suites(&self) -> [Option<&'static str>; 2] {
+        [self.keys[0].suite().map(srtp::Suite::name), self.keys[1].suite().map(srtp::Suite::name)]
     }
 
     /// A DTMF digit the relay found in `from`'s media: published as an event and, when it came
@@ -878,6 +986,16 @@ impl Call {
         let has_sdp = is_sdp(&resp.headers, &resp.body);
         let role = if self.offer_in_invite { SdpRole::Answer } else { SdpRole::Offer };
         let body_for_a = if has_sdp { self.anchor_for(Side::A, &resp.body, role) } else { None };
+        if self.offer_in_invite && has_sdp && body_for_a.is_none() {
+            // An answer that cannot be used (such as plain media to an encrypted offer):
+            // the callee's leg is hung up and the caller refused, never connected in clear.
+            let ack = self.ack_request(dialog.clone(), 1, None);
+            self.send(dialog.flow, ack, None);
+            self.send_bye(&dialog, 2, Purpose::StrayBye, now);
+            self.respond_a(488, None, None, now);
+            self.end(now, Disposition::Failed, "488 unusable answer".into(), Some(488), Initiator::System);
+            return;
+        }
         if self.offer_in_invite {
             let ack = self.ack_request(dialog.clone(), 1, None);
             self.send(dialog.flow, ack, None);
@@ -1556,6 +1674,15 @@ impl Call {
             self.phase = Phase::Done;
         }
     }
+}
+
+/// `peer` (read from the SDP as rewritten for the other leg) with the telephone-events its
+/// sender declared itself, not those added for the other leg to choose from.
+fn declared_events(mut peer: MediaEndpoint, original: &[u8]) -> MediaEndpoint {
+    if let Ok(Some(declared)) = sdp::audio_endpoint(original) {
+        peer.telephone_events = declared.telephone_events;
+    }
+    peer
 }
 
 /// True for an SDP that holds media: a direction other than sendrecv, or a null address.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use sip::{Datagram, Limits, Message, Method, Request, Response, parse_datagram, validate_request, validate_response};
 
 use super::*;
-use crate::directory::{Tenant, User};
+use crate::directory::{SrtpPolicy, Tenant, User};
 use crate::events::{CallEventKind, Disposition, Initiator};
 use crate::flow::Transport;
 
@@ -24,6 +24,7 @@ fn user(ext: &str, name: &str) -> User {
         display_name: name.into(),
         ha1_md5: String::new(),
         ha1_sha256: String::new(),
+        srtp: Default::default(),
     }
 }
 
@@ -77,8 +78,13 @@ impl H {
     }
 
     fn start_with(targets: usize, offer: Option<&str>) -> H {
-        let caller = user("1001", "Alice");
-        let callee = Arc::new(user("1002", "Bob"));
+        H::start_srtp(targets, offer, [SrtpPolicy::Optional; 2])
+    }
+
+    /// A call whose caller and callee have these SRTP policies.
+    fn start_srtp(targets: usize, offer: Option<&str>, srtp: [SrtpPolicy; 2]) -> H {
+        let caller = User { srtp: srtp[0], ..user("1001", "Alice") };
+        let callee = Arc::new(User { srtp: srtp[1], ..user("1002", "Bob") });
         let tenant = Arc::new(Tenant::new(1, "acme", "acme.test", vec![caller.clone(), (*callee).clone()]));
         let invite = req_of(&parse(invite_text(offer).as_bytes())).clone();
         let info = validate_request(&invite).unwrap();
@@ -608,8 +614,11 @@ fn offer_gains_transcodable_codecs_and_a_common_codec_needs_no_transcoding() {
     let mut h = H::start(1);
     let text = String::from_utf8(h.invite_to_b(0).to_bytes()).unwrap();
     // The caller's codecs first, then those the relay can transcode to.
-    assert!(text.contains("m=audio 30002 RTP/AVP 0 101 8 9\r\n"), "{text}");
+    assert!(text.contains("m=audio 30002 RTP/AVP 0 101 8 9 96 97\r\n"), "{text}");
     assert!(text.contains("a=rtpmap:8 PCMA/8000\r\na=rtpmap:9 G722/8000\r\n"), "{text}");
+    // Opus on a free dynamic type, with a 48 kHz telephone-event beside it.
+    assert!(text.contains("a=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1\r\n"), "{text}");
+    assert!(text.contains("a=rtpmap:97 telephone-event/48000\r\na=fmtp:97 0-16\r\n"), "{text}");
     h.answer_and_ack();
     assert!(!h.media.iter().any(|m| matches!(m, MediaCommand::Transcode(_))), "{:?}", h.media);
 }
@@ -696,6 +705,7 @@ fn callee_choosing_another_codec_is_transcoded() {
             a: sdp::Format::new(0, "PCMU", 8000),
             b: sdp::Format::new(8, "PCMA", 8000),
             telephone_event: Some((101, 96)),
+            ptime: (None, None),
         })
     );
     // A re-INVITE from the caller offering only PCMU, answered PCMU: transcoding stops.
@@ -800,4 +810,130 @@ fn tcp_caller_gets_responses_on_its_connection() {
     let (f, _) = h.sent.iter().rev().find(|(f, _)| f.remote.ip() == h.a_flow.remote.ip()).unwrap();
     assert_eq!(f.remote, h.a_flow.remote);
     assert_eq!(f.transport, Transport::Udp);
+}
+
+// ----- SRTP -----
+
+fn secure_offer(sdp: &str, lines: &[String]) -> String {
+    let crypto: String = lines.iter().map(|l| format!("a=crypto:{l}\r\n")).collect();
+    sdp.replace("RTP/AVP", "RTP/SAVP") + &crypto
+}
+
+fn crypto_line(tag: u32, suite: srtp::Suite) -> String {
+    srtp::CryptoAttribute::generate(tag, suite).unwrap().to_string()
+}
+
+fn security(m: &Message) -> sdp::MediaSecurity {
+    let body = match m {
+        Message::Request(r) => &r.body,
+        Message::Response(r) => &r.body,
+    };
+    sdp::media_security(body).unwrap()
+}
+
+fn srtp_commands(h: &H) -> Vec<(Side, Option<SrtpKeys>)> {
+    h.media
+        .iter()
+        .filter_map(|m| match m {
+            MediaCommand::Srtp { side, keys } => Some((*side, keys.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn encrypted_caller_and_plain_callee_are_keyed_separately() {
+    let theirs = crypto_line(1, srtp::Suite::AesCm128HmacSha1_80);
+    let offer = secure_offer(A_SDP, std::slice::from_ref(&theirs));
+    let mut h = H::start_with(1, Some(&offer));
+    // The callee (policy optional) is offered plain RTP, without the caller's key.
+    let to_b = h.invite_to_b(0);
+    let b_sec = security(&Message::Request(to_b.clone()));
+    assert_eq!((b_sec.protocol.as_str(), b_sec.crypto.len()), ("RTP/AVP", 0));
+    assert!(!String::from_utf8_lossy(&to_b.body).contains("inline:"));
+    h.answer_and_ack();
+    let ok = h.to(h.a_flow.remote).into_iter().find(|m| matches!(m, Message::Response(r) if r.status == 200)).unwrap();
+    let a_sec = security(ok);
+    assert_eq!(a_sec.protocol, "RTP/SAVP");
+    let ours = srtp::CryptoAttribute::parse(&a_sec.crypto[0]).unwrap();
+    let theirs = srtp::CryptoAttribute::parse(&theirs).unwrap();
+    assert_eq!((ours.tag, ours.suite()), (1, srtp::Suite::AesCm128HmacSha1_80));
+    assert_ne!(ours.key, theirs.key);
+    let commands = srtp_commands(&h);
+    assert_eq!(commands, vec![(Side::A, Some(SrtpKeys { inbound: theirs.key, outbound: ours.key }))]);
+    assert_eq!(h.call.srtp_suites(), [Some("AES_CM_128_HMAC_SHA1_80"), None]);
+}
+
+#[test]
+fn encrypted_offer_from_a_user_without_srtp_is_488() {
+    let offer = secure_offer(A_SDP, &[crypto_line(1, srtp::Suite::AesCm128HmacSha1_80)]);
+    let h = H::start_srtp(1, Some(&offer), [SrtpPolicy::Off, SrtpPolicy::Optional]);
+    assert_eq!(status_of(h.last_to_a()), 488);
+    assert!(h.to(h.b_flows[0].remote).is_empty(), "never passed on in clear");
+    assert!(h.ended().unwrap().2.contains("not allowed"));
+    // Keys nobody can use are refused the same way, whatever the policy.
+    let unusable = secure_offer(A_SDP, &["1 F8_128_HMAC_SHA1_80 inline:AAAA".to_owned()]);
+    let h = H::start_srtp(1, Some(&unusable), [SrtpPolicy::Required, SrtpPolicy::Optional]);
+    assert_eq!(status_of(h.last_to_a()), 488);
+    assert!(h.to(h.b_flows[0].remote).is_empty());
+}
+
+#[test]
+fn plain_offer_from_a_user_who_must_encrypt_is_488() {
+    let h = H::start_srtp(1, Some(A_SDP), [SrtpPolicy::Required, SrtpPolicy::Optional]);
+    assert_eq!(status_of(h.last_to_a()), 488);
+    assert!(h.to(h.b_flows[0].remote).is_empty());
+}
+
+#[test]
+fn callee_who_must_encrypt_is_offered_srtp_and_a_plain_answer_fails_the_call() {
+    let mut h = H::start_srtp(1, Some(A_SDP), [SrtpPolicy::Optional, SrtpPolicy::Required]);
+    let offered = security(&Message::Request(h.invite_to_b(0)));
+    assert_eq!((offered.protocol.as_str(), offered.crypto.len()), ("RTP/SAVP", 3));
+    // Answering in clear is not accepted: the callee is hung up, the caller refused.
+    h.b_responds(0, 200, Some(B_SDP));
+    assert_eq!(status_of(h.last_to_a()), 488);
+    let to_b: Vec<&Message> = h.to(h.b_flows[0].remote);
+    assert!(to_b.iter().any(|m| matches!(m, Message::Request(r) if r.method == Method::Ack)));
+    assert!(to_b.iter().any(|m| matches!(m, Message::Request(r) if r.method == Method::Bye)));
+    assert!(srtp_commands(&h).is_empty());
+
+    // Answering with one of the offered keys connects, the caller in clear.
+    let mut h = H::start_srtp(1, Some(A_SDP), [SrtpPolicy::Optional, SrtpPolicy::Required]);
+    let offered = security(&Message::Request(h.invite_to_b(0)));
+    let ours = srtp::CryptoAttribute::parse(&offered.crypto[1]).unwrap();
+    let theirs = crypto_line(ours.tag, ours.suite());
+    h.b_responds(0, 200, Some(&secure_offer(B_SDP, std::slice::from_ref(&theirs))));
+    let ok = h.last_to_a();
+    assert_eq!(status_of(ok), 200);
+    assert_eq!(security(ok), sdp::MediaSecurity { protocol: "RTP/AVP".to_owned(), crypto: vec![] });
+    let inbound = srtp::CryptoAttribute::parse(&theirs).unwrap().key;
+    assert_eq!(srtp_commands(&h), vec![(Side::B, Some(SrtpKeys { inbound, outbound: ours.key }))]);
+}
+
+#[test]
+fn callee_choosing_opus_is_transcoded_with_events_at_each_clock() {
+    let mut h = H::start(1);
+    let b_opus = "v=0\r\no=bob 2 2 IN IP4 192.168.2.20\r\ns=-\r\nc=IN IP4 192.168.2.20\r\nt=0 0\r\nm=audio 5000 RTP/AVP 96 97\r\na=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1;usedtx=1\r\na=rtpmap:97 telephone-event/48000\r\na=ptime:40\r\n";
+    h.b_responds(0, 200, Some(b_opus));
+    let ok = String::from_utf8(h.last_to_a().to_bytes()).unwrap();
+    assert!(ok.contains("m=audio 30000 RTP/AVP 0 101\r\n"), "{ok}");
+    let spec = h.media.iter().find_map(|m| match m {
+        MediaCommand::Transcode(Some(spec)) => Some(spec.clone()),
+        _ => None,
+    });
+    let opus = sdp::Format {
+        channels: Some(2),
+        fmtp: Some("useinbandfec=1;usedtx=1".into()),
+        ..sdp::Format::new(96, "opus", 48000)
+    };
+    assert_eq!(
+        spec,
+        Some(TranscodeSpec {
+            a: sdp::Format::new(0, "PCMU", 8000),
+            b: opus,
+            telephone_event: Some((101, 97)),
+            ptime: (None, Some(40)),
+        })
+    );
 }

@@ -126,8 +126,14 @@ impl Server {
             None => String::new(),
         };
         let rtp = (rtp_ports.first(), rtp_ports.last());
+        // Prompts are generated once for the whole suite, not once per server.
+        let prompts = if setup.media_extra.contains("prompts_dir") {
+            String::new()
+        } else {
+            format!("prompts_dir = \"{}\"\n", std::env::temp_dir().join("switchboard-test-prompts").display())
+        };
         let config_text = format!(
-            "data_dir = \"{}\"\n[sip]\nlisten = [{listen}]\n{}\n[media]\nrtp_ports = [{}, {}]\n{}\n[log]\nlevel = \"info,server=debug\"\n{storage}{}",
+            "data_dir = \"{}\"\n[sip]\nlisten = [{listen}]\n{}\n[media]\nrtp_ports = [{}, {}]\n{prompts}{}\n[log]\nlevel = \"info,server=debug\"\n{storage}{}",
             dir.0.join("data").display(),
             setup.sip_extra,
             rtp.0,

@@ -1,0 +1,9 @@
+-- Per-user SRTP policy: 'off' (plain RTP only), 'optional' (accepts SRTP offers; offered
+-- plain RTP), 'required' (encrypted media only, both ways).
+ALTER TABLE users ADD COLUMN srtp TEXT NOT NULL DEFAULT 'optional';
+-- The SRTP suite each leg of a call used (NULL: plain RTP), and the packets whose
+-- authentication or replay check failed.
+ALTER TABLE cdrs ADD COLUMN a_srtp TEXT;
+ALTER TABLE cdrs ADD COLUMN b_srtp TEXT;
+ALTER TABLE cdrs ADD COLUMN a_srtp_rejected INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE cdrs ADD COLUMN b_srtp_rejected INTEGER NOT NULL DEFAULT 0;
