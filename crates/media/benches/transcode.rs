@@ -69,8 +69,21 @@ fn bench(c: &mut Criterion) {
     let opus_narrow = transcoded(DirectionPlan::new((Codec::Pcmu, 0), (Codec::Opus, 111)), &pcmu_packets);
     let opus_wide = transcoded(DirectionPlan::new((Codec::G722, 9), (Codec::Opus, 111)), &g722_packets);
     let complexity_10 = OpusParams { complexity: 10, ..OpusParams::default() };
+    let complexity = |c: u8| OpusParams { complexity: c, ..OpusParams::default() };
     let general = [
         ("PCMU → Opus", DirectionPlan::new((Codec::Pcmu, 0), (Codec::Opus, 111)), &pcmu_packets, 160),
+        (
+            "PCMU → Opus complexity 0",
+            DirectionPlan::new((Codec::Pcmu, 0), (Codec::Opus, 111)).with_opus(complexity(0)),
+            &pcmu_packets,
+            160,
+        ),
+        (
+            "PCMU → Opus complexity 1",
+            DirectionPlan::new((Codec::Pcmu, 0), (Codec::Opus, 111)).with_opus(complexity(1)),
+            &pcmu_packets,
+            160,
+        ),
         (
             "PCMU → Opus complexity 10",
             DirectionPlan::new((Codec::Pcmu, 0), (Codec::Opus, 111)).with_opus(complexity_10),

@@ -104,6 +104,7 @@
 
 #![cfg(unix)]
 
+mod conference;
 pub mod emodel;
 mod idle;
 pub mod jitter;
@@ -122,7 +123,7 @@ pub mod transcode;
 mod worker;
 
 pub use relay::{
-    EventSink, LocalPorts, MediaEvent, MediaSession, PeerMedia, Relay, RelayConfig, RelayError, Side, SrtpKeys,
-    TelephoneEventType, TranscodePlan,
+    Conference, EventSink, LocalPorts, MediaEvent, MediaSession, MemberSettings, PeerMedia, Relay, RelayConfig,
+    RelayError, Side, SrtpKeys, TelephoneEventType, TranscodePlan,
 };
 pub use stats::{SessionStats, SideStats};

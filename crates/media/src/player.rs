@@ -130,6 +130,23 @@ impl Player {
             return false;
         }
         self.fill();
+        self.packetize(out);
+        self.next_due += PACKET_INTERVAL;
+        if now.saturating_duration_since(self.next_due) > 5 * PACKET_INTERVAL {
+            self.next_due = now + PACKET_INTERVAL;
+        }
+        true
+    }
+
+    /// Makes the next packet of `samples` (20 ms at 8 kHz, such as a conference's mix), with
+    /// this player's header, whatever its source.
+    pub(crate) fn packet_of(&mut self, samples: &[i16; FRAME], out: &mut Vec<u8>) {
+        self.samples = *samples;
+        self.packetize(out);
+    }
+
+    /// Encodes `self.samples` into the next packet.
+    fn packetize(&mut self, out: &mut Vec<u8>) {
         self.payload.clear();
         match self.codec {
             PlayCodec::Pcmu => Law::Ulaw.encode(&self.samples, &mut self.payload),
@@ -153,11 +170,6 @@ impl Player {
         self.seq = self.seq.wrapping_add(1);
         // G.722's RTP clock is 8000 too (RFC 3551).
         self.timestamp = self.timestamp.wrapping_add(FRAME as u32);
-        self.next_due += PACKET_INTERVAL;
-        if now.saturating_duration_since(self.next_due) > 5 * PACKET_INTERVAL {
-            self.next_due = now + PACKET_INTERVAL;
-        }
-        true
     }
 
     fn fill(&mut self) {

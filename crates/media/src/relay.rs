@@ -116,6 +116,31 @@ pub struct TranscodePlan {
     pub b_to_a: crate::transcode::DirectionPlan,
 }
 
+/// How a member takes part in a conference: mute, volume, role (listen only, whisper to
+/// one other member).
+pub type MemberSettings = audio::mixer::Settings;
+
+/// A conference in the relay; ends (its members relayed again) when dropped.
+#[derive(Debug)]
+pub struct Conference {
+    id: u64,
+    worker: usize,
+    handle: Arc<WorkerHandle>,
+}
+
+impl Conference {
+    /// A relay-wide unique number.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Drop for Conference {
+    fn drop(&mut self) {
+        let _ = self.handle.send(Command::ConferenceEnd(self.id), Wake::Prompt);
+    }
+}
+
 /// The SRTP master keys of one encrypted side (SDES, negotiated by call control).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SrtpKeys {
@@ -196,6 +221,8 @@ pub enum RelayError {
     ShutDown,
     /// A socket could not be set up (e.g. the address is not one of this machine's).
     Io(io::Error),
+    /// The session was not allocated for this conference (see [`Relay::allocate_for`]).
+    OtherWorker,
 }
 
 impl fmt::Display for RelayError {
@@ -205,6 +232,7 @@ impl fmt::Display for RelayError {
             RelayError::AddressFamily => f.write_str("peer address family differs from the local side's"),
             RelayError::ShutDown => f.write_str("media relay shut down"),
             RelayError::Io(e) => write!(f, "media socket: {e}"),
+            RelayError::OtherWorker => f.write_str("the session belongs to another relay worker than the conference"),
         }
     }
 }
@@ -361,12 +389,39 @@ impl Relay {
     /// [`RelayError::PortsExhausted`] means every port pair is in use by a session (or
     /// another process).
     pub fn allocate(&self, a_ip: IpAddr, b_ip: IpAddr) -> Result<MediaSession, RelayError> {
+        let first = self.inner.next_worker.fetch_add(1, Ordering::Relaxed) % self.inner.workers.len();
+        self.allocate_in(first, false, a_ip, b_ip)
+    }
+
+    /// Starts a conference (several sessions' legs mixed together) in one of the workers.
+    pub fn create_conference(&self) -> Result<Conference, RelayError> {
+        let inner = &self.inner;
+        let worker = inner.next_worker.fetch_add(1, Ordering::Relaxed) % inner.workers.len();
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let handle = Arc::clone(&inner.workers[worker]);
+        handle.send(Command::ConferenceStart(id), Wake::Prompt).map_err(|_| RelayError::ShutDown)?;
+        Ok(Conference { id, worker, handle })
+    }
+
+    /// Like [`Relay::allocate`], in `conference`'s worker, so that a side of the session can
+    /// join it.
+    pub fn allocate_for(
+        &self,
+        conference: &Conference,
+        a_ip: IpAddr,
+        b_ip: IpAddr,
+    ) -> Result<MediaSession, RelayError> {
+        self.allocate_in(conference.worker, true, a_ip, b_ip)
+    }
+
+    /// Allocates in worker `first`; when ports run short, other workers' idle pairs are taken
+    /// unless `fixed`.
+    fn allocate_in(&self, first: usize, fixed: bool, a_ip: IpAddr, b_ip: IpAddr) -> Result<MediaSession, RelayError> {
         let inner = &self.inner;
         if inner.shut.load(Ordering::Relaxed) {
             return Err(RelayError::ShutDown);
         }
         let ips = [a_ip, b_ip];
-        let first = inner.next_worker.fetch_add(1, Ordering::Relaxed) % inner.workers.len();
         let worker = &inner.workers[first];
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::new(SharedStats::new(Instant::now()));
@@ -415,7 +470,7 @@ impl Relay {
         // worker (round-robin order) that has one for every such side.
         give_back(worker, ips, reused);
         let n = inner.workers.len();
-        for k in 0..n {
+        for k in 0..if fixed { 1 } else { n } {
             let index = (first + k) % n;
             let mut s = inner.workers[index].lock();
             if s.closed() {
@@ -597,6 +652,27 @@ impl MediaSession {
     pub fn set_srtp(&self, side: Side, keys: Option<&SrtpKeys>) -> Result<(), RelayError> {
         let leg = keys.map(|k| Box::new(crate::worker::SrtpLeg::new(k)));
         self.worker.send(Command::SetSrtp(self.id, side, leg), Wake::Prompt).map_err(|_| RelayError::ShutDown)
+    }
+
+    /// Makes the phone on `side` a member of `conference`: what it sends is mixed for the
+    /// other members instead of being relayed, and it hears their mix (in the codec it sends).
+    pub fn join(&self, side: Side, conference: &Conference, settings: MemberSettings) -> Result<(), RelayError> {
+        if !Arc::ptr_eq(&self.worker, &conference.handle) {
+            return Err(RelayError::OtherWorker);
+        }
+        self.worker
+            .send(Command::Join(conference.id, self.id, side, settings), Wake::Prompt)
+            .map_err(|_| RelayError::ShutDown)
+    }
+
+    /// Changes how `side` takes part in its conference (mute, volume, role).
+    pub fn set_member(&self, side: Side, settings: MemberSettings) -> Result<(), RelayError> {
+        self.worker.send(Command::SetMember(self.id, side, settings), Wake::Prompt).map_err(|_| RelayError::ShutDown)
+    }
+
+    /// Takes `side` out of its conference: it is relayed to the other side again.
+    pub fn leave(&self, side: Side) -> Result<(), RelayError> {
+        self.worker.send(Command::Leave(self.id, side), Wake::Prompt).map_err(|_| RelayError::ShutDown)
     }
 
     /// Transcodes the session's RTP from now on (`None`: relay it untouched again).

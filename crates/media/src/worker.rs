@@ -56,6 +56,7 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::conference::{ConferenceState, FRAME as MIX_FRAME, MemberInput, TICK};
 use crate::idle::{IdlePair, IdleSet};
 use crate::player::{PlayCodec, Player, Source};
 use crate::pool::PortLease;
@@ -160,6 +161,16 @@ pub(crate) enum Command {
     SetTranscoding(u64, Option<TranscodePlan>),
     /// Encrypt a side's media (SRTP), or stop.
     SetSrtp(u64, Side, Option<Box<SrtpLeg>>),
+    /// Start a conference.
+    ConferenceStart(u64),
+    /// End a conference (its members are relayed again).
+    ConferenceEnd(u64),
+    /// Make a side of a session a member of a conference.
+    Join(u64, u64, Side, crate::MemberSettings),
+    /// Change a member's settings.
+    SetMember(u64, Side, crate::MemberSettings),
+    /// Take a side out of its conference.
+    Leave(u64, Side),
     /// Record the session's audio through this tap.
     StartRecording(u64, Tap),
     /// Stop recording (the writer then finishes the file).
@@ -421,6 +432,8 @@ struct Session {
     players: [Option<Box<Player>>; 2],
     /// SRTP of each side, when encrypted.
     srtp: [Option<Box<SrtpLeg>>; 2],
+    /// The conference each side is a member of, and what it sent since the last mix.
+    conference: [Option<(u64, Box<MemberInput>)>; 2],
 }
 
 /// DTMF digits in a session's RTP: RFC 4733 events, or tones in G.711 audio from a side that
@@ -573,6 +586,8 @@ struct Worker {
     playing: Vec<usize>,
     /// A packet being built by a player.
     play_buf: Vec<u8>,
+    /// Conferences mixed by this worker.
+    conferences: HashMap<u64, ConferenceState>,
 }
 
 /// The per-worker buffers.
@@ -603,6 +618,7 @@ impl Worker {
             last_applied: Instant::now(),
             playing: Vec::new(),
             play_buf: Vec::with_capacity(400),
+            conferences: HashMap::new(),
         }
     }
 
@@ -649,6 +665,7 @@ impl Worker {
                 self.service(token, now);
             }
             self.run_players(now);
+            self.run_conferences(now);
             let mut ready = 0;
             for event in events.iter() {
                 if event.token() != WAKER {
@@ -713,6 +730,11 @@ impl Worker {
             Command::Remove(id) => {
                 if let Some(s) = self.by_id.remove(&id).and_then(|slot| self.sessions.remove(slot)) {
                     debug_assert_eq!(s.id, id);
+                    for (i, member) in s.conference.iter().enumerate() {
+                        if let Some(c) = member.as_ref().and_then(|(conf, _)| self.conferences.get_mut(conf)) {
+                            c.remove(id, side_of(i));
+                        }
+                    }
                     for slot in s.pairs {
                         if let Some(p) = self.pairs.get_mut(slot) {
                             p.owner = None;
@@ -755,6 +777,58 @@ impl Worker {
             Command::SetSrtp(id, side, leg) => {
                 if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get_mut(i)) {
                     s.srtp[side_index(side)] = leg;
+                }
+            }
+            Command::ConferenceStart(conf) => {
+                self.conferences.insert(conf, ConferenceState::new(Instant::now()));
+            }
+            Command::ConferenceEnd(conf) => {
+                if let Some(c) = self.conferences.remove(&conf) {
+                    for m in c.members {
+                        if let Some(s) = self.sessions.get_mut(m.slot).filter(|s| s.id == m.session) {
+                            leave(s, m.side);
+                        }
+                    }
+                }
+            }
+            Command::Join(conf, id, side, settings) => {
+                let (Some(&slot), true) = (self.by_id.get(&id), self.conferences.contains_key(&conf)) else { return };
+                let Some(s) = self.sessions.get_mut(slot) else { return };
+                let i = side_index(side);
+                if let Some((old, _)) = s.conference[i].take()
+                    && let Some(previous) = self.conferences.get_mut(&old)
+                {
+                    previous.remove(id, side);
+                }
+                let codec = s.monitors[i]
+                    .audio_payload_type()
+                    .and_then(PlayCodec::from_payload_type)
+                    .unwrap_or(PlayCodec::Pcmu);
+                if let Some(c) = self.conferences.get_mut(&conf)
+                    && c.add(slot, id, side, codec, settings, Instant::now())
+                {
+                    s.conference[i] = Some((conf, Box::new(MemberInput::new())));
+                    // Neither side of the session hears the other any more.
+                    s.router.set_forwarding(side, false);
+                    s.router.set_forwarding(side.other(), false);
+                }
+            }
+            Command::SetMember(id, side, settings) => {
+                if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get(i))
+                    && let Some((conf, _)) = &s.conference[side_index(side)]
+                    && let Some(c) = self.conferences.get_mut(conf)
+                {
+                    c.set(id, side, settings);
+                }
+            }
+            Command::Leave(id, side) => {
+                if let Some(s) = self.by_id.get(&id).and_then(|&i| self.sessions.get_mut(i))
+                    && let Some((conf, _)) = &s.conference[side_index(side)]
+                {
+                    if let Some(c) = self.conferences.get_mut(conf) {
+                        c.remove(id, side);
+                    }
+                    leave(s, side);
                 }
             }
             Command::StartRecording(id, tap) => {
@@ -857,6 +931,7 @@ impl Worker {
             recording: None,
             players: [None, None],
             srtp: [None, None],
+            conference: [None, None],
         });
         for (i, pair) in [a, b].into_iter().enumerate() {
             if let Some(p) = self.pairs.get_mut(pair) {
@@ -932,15 +1007,63 @@ impl Worker {
         self.pending.push(token);
     }
 
-    /// The earliest packet a player owes, if any plays.
+    /// The earliest packet a player or a conference owes, if any plays.
     fn next_play_due(&mut self) -> Option<Instant> {
         let sessions = &self.sessions;
         self.playing.retain(|&slot| sessions.get(slot).is_some_and(|s| s.players.iter().any(Option::is_some)));
-        self.playing
+        let players = self
+            .playing
             .iter()
             .filter_map(|&slot| self.sessions.get(slot))
-            .flat_map(|s| s.players.iter().flatten().map(|p| p.next_due()))
-            .min()
+            .flat_map(|s| s.players.iter().flatten().map(|p| p.next_due()));
+        let mixes = self.conferences.values().filter(|c| !c.members.is_empty()).map(|c| c.next_tick);
+        players.chain(mixes).min()
+    }
+
+    /// Mixes the conferences that are due and sends each member what it hears.
+    fn run_conferences(&mut self, now: Instant) {
+        for c in self.conferences.values_mut() {
+            if c.next_tick > now {
+                continue;
+            }
+            c.next_tick += TICK;
+            if now.saturating_duration_since(c.next_tick) > 5 * TICK {
+                c.next_tick = now + TICK;
+            }
+            for m in &c.members {
+                let input = self
+                    .sessions
+                    .get_mut(m.slot)
+                    .filter(|s| s.id == m.session)
+                    .and_then(|s| s.conference[side_index(m.side)].as_mut().map(|(_, input)| input));
+                match input {
+                    Some(input) => input.take_frame(&mut c.frame),
+                    None => c.frame = [0; MIX_FRAME],
+                }
+                let _ = c.mixer.push(m.id, &c.frame);
+            }
+            c.mixer.tick();
+            for m in &mut c.members {
+                let Ok(mix) = c.mixer.output(m.id) else { continue };
+                let Ok(mix) = <&[i16; MIX_FRAME]>::try_from(mix) else { continue };
+                m.packets.packet_of(mix, &mut self.play_buf);
+                let Some(s) = self.sessions.get_mut(m.slot).filter(|s| s.id == m.session) else { continue };
+                let i = side_index(m.side);
+                let (Some(to), Some(pair)) = (s.router.rtp_destination(m.side), self.pairs.get(s.pairs[i])) else {
+                    continue;
+                };
+                let packet = match &mut s.srtp[i] {
+                    Some(keys) => match keys.seal_own(&self.play_buf) {
+                        Some(sealed) => sealed,
+                        None => continue,
+                    },
+                    None => &self.play_buf,
+                };
+                let sent = pair.sockets[0].send_to(packet, to).is_ok();
+                let bytes = packet.len() as u64;
+                s.stats.record_tx(m.side, u64::from(sent), if sent { bytes } else { 0 }, u64::from(!sent));
+            }
+        }
     }
 
     /// Sends the packets players owe by `now`.
@@ -1073,6 +1196,9 @@ fn relay_batch(
             } else {
                 monitor.on_rtp(data, now);
                 session.dtmf.on_rtp(side, data);
+                if let Some((_, input)) = &mut session.conference[side_index(side)] {
+                    input.on_rtp(data);
+                }
                 if let Some(tap) = &mut session.recording {
                     tap.on_rtp(side, data, now);
                 }
@@ -1124,6 +1250,14 @@ fn relay_batch(
     if now >= session.next_publish {
         session.next_publish = now + QUALITY_PUBLISH;
         session.stats.publish_quality([session.monitors[0].snapshot(), session.monitors[1].snapshot()]);
+    }
+}
+
+/// Takes `side` out of its conference: both sides of its session are relayed again.
+fn leave(s: &mut Session, side: Side) {
+    if s.conference[side_index(side)].take().is_some() {
+        s.router.set_forwarding(side, true);
+        s.router.set_forwarding(side.other(), true);
     }
 }
 

@@ -178,6 +178,9 @@ pub struct MediaSection {
     /// Offer transcodable codecs (G.711 µ/A-law, G.722) to the answerer and transcode when the
     /// legs share no codec.
     pub transcoding: bool,
+    /// Opus encoder complexity (0 to 10) when the relay transcodes to Opus: 0 costs about a
+    /// third of 5 for speech at telephony bitrates (see BENCHMARKS.md).
+    pub opus_complexity: u8,
     /// Music on hold: `"builtin"`, a WAV file, a folder of WAV files (played in name order,
     /// looped; any common rate and format), or `""` for none.
     pub music_on_hold: String,
@@ -200,6 +203,7 @@ impl Default for MediaSection {
             mos_alert_threshold: 3.5,
             inband_dtmf: true,
             transcoding: true,
+            opus_complexity: 0,
             music_on_hold: "builtin".to_owned(),
             prompts_dir: PathBuf::new(),
             prompt_languages: vec!["en".to_owned(), "fr".to_owned()],
@@ -420,6 +424,10 @@ impl Config {
         }
         if hi - lo < 3 {
             return Err(err("media", "rtp_ports", 0, "the range must hold at least two RTP/RTCP port pairs".into()));
+        }
+        if self.media.opus_complexity > 10 {
+            let m = format!("expected 0 to 10, found {}", self.media.opus_complexity);
+            return Err(err("media", "opus_complexity", 0, m));
         }
         for lang in &self.media.prompt_languages {
             if lang.parse::<audio::prompts::Lang>().is_err() {

@@ -191,6 +191,8 @@ pub struct Core {
     pub recordings: Option<std::path::PathBuf>,
     /// Music on hold, if any.
     pub music_on_hold: Option<media::player::Source>,
+    /// Opus encoder complexity for transcoded legs.
+    pub opus_complexity: u8,
     /// The spoken prompts (system, and each tenant's replacements).
     pub prompts: Arc<audio::prompts::PromptLibrary>,
     /// Location service.

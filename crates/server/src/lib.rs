@@ -218,6 +218,7 @@ pub async fn serve(cfg: Config, opts: ServeOptions, shutdown: impl Future<Output
             None
         }),
         prompts: prompts.clone(),
+        opus_complexity: cfg.media.opus_complexity,
         recordings: cfg.calls.record.then(|| {
             if cfg.calls.recordings_dir.as_os_str().is_empty() {
                 cfg.data_dir.join("recordings")

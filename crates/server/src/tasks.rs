@@ -159,7 +159,7 @@ async fn run_call(
                 }
                 CallOutput::Media(MediaCommand::Transcode(spec)) => {
                     if let Some(session) = &session {
-                        let plan = spec.as_ref().and_then(transcode_plan);
+                        let plan = spec.as_ref().and_then(|s| transcode_plan(s, ctx.opus_complexity));
                         if spec.is_some() && plan.is_none() {
                             warn!(?spec, "codecs the relay cannot transcode");
                         }
@@ -291,14 +291,17 @@ async fn run_call(
 }
 
 /// The relay's plan for what call control negotiated.
-fn transcode_plan(spec: &pbx::call::TranscodeSpec) -> Option<media::TranscodePlan> {
+fn transcode_plan(spec: &pbx::call::TranscodeSpec, opus_complexity: u8) -> Option<media::TranscodePlan> {
     use media::transcode::{Codec, DirectionPlan};
     let a = (Codec::from_rtpmap(&spec.a.encoding, spec.a.clock_rate)?, spec.a.payload_type);
     let b = (Codec::from_rtpmap(&spec.b.encoding, spec.b.clock_rate)?, spec.b.payload_type);
     // What a leg sends unless it said otherwise: 20 ms (RFC 3551, RFC 7587).
     let (a_ptime, b_ptime) = (spec.ptime.0.unwrap_or(20), spec.ptime.1.unwrap_or(20));
     // What the receiving leg asked of Opus (FEC, DTX, bandwidth) in its fmtp.
-    let opus_of = |f: &sdp::Format| media::transcode::parse_opus_fmtp(f.fmtp.as_deref().unwrap_or(""));
+    let opus_of = |f: &sdp::Format| media::transcode::OpusParams {
+        complexity: opus_complexity,
+        ..media::transcode::parse_opus_fmtp(f.fmtp.as_deref().unwrap_or(""))
+    };
     Some(media::TranscodePlan {
         a_to_b: DirectionPlan::new(a, b)
             .with_telephone_event(spec.telephone_event)
