@@ -432,6 +432,8 @@ struct Session {
     players: [Option<Box<Player>>; 2],
     /// SRTP of each side, when encrypted.
     srtp: [Option<Box<SrtpLeg>>; 2],
+    /// Per side, when its player's µ-law must be converted to the leg's codec.
+    play_transcoders: [Option<Box<Transcoder>>; 2],
     /// The conference each side is a member of, and what it sent since the last mix.
     conference: [Option<(u64, Box<MemberInput>)>; 2],
 }
@@ -849,6 +851,19 @@ impl Worker {
                                 .unwrap_or(PlayCodec::Pcmu);
                             let ssrc = (id as u32).wrapping_mul(0x9E37_79B9) ^ (i as u32 + 1);
                             s.players[i] = Some(Box::new(Player::new(source, codec, ssrc, Instant::now())));
+                            // A leg in a codec the player cannot make (Opus): its µ-law is
+                            // converted on the way, as the other side's audio is.
+                            s.play_transcoders[i] = s.transcoders[side_index(side.other())]
+                                .as_ref()
+                                .map(|t| t.plan())
+                                .filter(|plan| PlayCodec::from_payload_type(plan.to.1).is_none())
+                                .map(|plan| {
+                                    let from = (crate::transcode::Codec::Pcmu, 0);
+                                    let direct = crate::transcode::DirectionPlan::new(from, plan.to)
+                                        .with_ptime(20, plan.to_ptime_ms)
+                                        .with_opus(plan.opus);
+                                    Box::new(Transcoder::new(direct))
+                                });
                             // The player replaces what the other side sends toward this one.
                             s.router.set_forwarding(side, false);
                             if !self.playing.contains(&slot) {
@@ -856,6 +871,7 @@ impl Worker {
                             }
                         }
                         None => {
+                            s.play_transcoders[i] = None;
                             if s.players[i].take().is_some() {
                                 s.router.set_forwarding(side, true);
                             }
@@ -931,6 +947,7 @@ impl Worker {
             recording: None,
             players: [None, None],
             srtp: [None, None],
+            play_transcoders: [None, None],
             conference: [None, None],
         });
         for (i, pair) in [a, b].into_iter().enumerate() {
@@ -1077,6 +1094,14 @@ impl Worker {
                     let (Some(to), Some(pair)) = (s.router.rtp_destination(side), self.pairs.get(s.pairs[i])) else {
                         continue;
                     };
+                    if let Some(t) = &mut s.play_transcoders[i] {
+                        self.io.outbox.clear();
+                        if t.convert_into(&self.play_buf, &mut self.io.outbox).is_ok() {
+                            let fds = [pair.sockets[0].as_raw_fd(); 4];
+                            send_outbox_to(&mut s.srtp[i], &s.stats, &fds, &self.io.outbox, side, to);
+                        }
+                        continue;
+                    }
                     let packet = match &mut s.srtp[i] {
                         Some(keys) => match keys.seal_own(&self.play_buf) {
                             Some(sealed) => sealed,
@@ -1263,10 +1288,22 @@ fn leave(s: &mut Session, side: Side) {
 
 /// Sends what a transcoder made for `to_side` (encrypted if that side is), one by one.
 fn send_outbox(session: &mut Session, fds: &[RawFd; 4], outbox: &Outbox, to_side: Side, to: SocketAddr) {
+    let Session { srtp, stats, .. } = session;
+    send_outbox_to(&mut srtp[side_index(to_side)], stats, fds, outbox, to_side, to);
+}
+
+fn send_outbox_to(
+    srtp: &mut Option<Box<SrtpLeg>>,
+    stats: &SharedStats,
+    fds: &[RawFd; 4],
+    outbox: &Outbox,
+    to_side: Side,
+    to: SocketAddr,
+) {
     let fd = fds[socket_index(to_side, Kind::Rtp)];
     let (mut packets, mut bytes, mut errors) = (0, 0, 0);
     for packet in outbox.iter() {
-        let packet = match &mut session.srtp[side_index(to_side)] {
+        let packet = match srtp {
             Some(keys) => match keys.seal_own(packet) {
                 Some(sealed) => sealed,
                 None => {
@@ -1283,7 +1320,7 @@ fn send_outbox(session: &mut Session, fds: &[RawFd; 4], outbox: &Outbox, to_side
             errors += 1;
         }
     }
-    session.stats.record_tx(to_side, packets, bytes, errors);
+    stats.record_tx(to_side, packets, bytes, errors);
 }
 
 fn flush(session: &Session, fds: &[RawFd; 4], io: &mut BatchIo, to_side: Side, via: Kind) {

@@ -159,3 +159,51 @@ fn music_on_hold_replaces_the_other_side() {
     a.send_to(&mine, relay_a).unwrap();
     assert_eq!(receive(&b, 1), vec![mine]);
 }
+
+/// Music on hold to a leg whose codec the player cannot make (Opus): its µ-law is converted
+/// like the other side's audio, so the held Opus phone hears music, not silence.
+#[test]
+fn music_on_hold_reaches_an_opus_leg() {
+    use media::player::Source;
+    use media::transcode::{Outbox, Transcoder};
+    let relay = Relay::start(RelayConfig {
+        port_min: 42160,
+        port_max: 42169,
+        workers: 1,
+        dscp: None,
+        coalesce: Duration::ZERO,
+        ..RelayConfig::default()
+    })
+    .unwrap();
+    let session = relay.allocate(V4, V4).unwrap();
+    let a = UdpSocket::bind((V4, 0)).unwrap();
+    let b = UdpSocket::bind((V4, 0)).unwrap();
+    session.set_peer(Side::A, PeerMedia::muxed(a.local_addr().unwrap())).unwrap();
+    session.set_peer(Side::B, PeerMedia::muxed(b.local_addr().unwrap())).unwrap();
+    session
+        .set_transcoding(Some(TranscodePlan {
+            a_to_b: DirectionPlan::new((Codec::Pcmu, 0), (Codec::Opus, 111)),
+            b_to_a: DirectionPlan::new((Codec::Opus, 111), (Codec::Pcmu, 0)),
+        }))
+        .unwrap();
+    session.play(Side::B, Some(Source::BuiltinMusic)).unwrap();
+    let got = receive(&b, 40);
+    let mut decoder = Transcoder::new(DirectionPlan::new((Codec::Opus, 111), (Codec::Pcmu, 0)));
+    let mut out = Outbox::new();
+    let mut music = Vec::new();
+    let mut decoded = Vec::new();
+    for (k, p) in got.iter().enumerate() {
+        assert_eq!(p[1] & 0x7F, 111, "Opus, the held leg's codec");
+        if k > 0 {
+            let ts = |p: &[u8]| u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+            assert_eq!(ts(p).wrapping_sub(ts(&got[k - 1])), 960, "48 kHz clock, 20 ms");
+        }
+        out.clear();
+        decoder.convert_into(p, &mut out).unwrap();
+        for q in out.iter() {
+            Law::Ulaw.decode(&q[12..], &mut decoded);
+            music.extend_from_slice(&decoded);
+        }
+    }
+    assert!(audio::analysis::rms(&music[1600..]) > 300.0, "the held Opus leg hears silence");
+}
