@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use audio::g711::Law;
 use audio::g722::G722Encoder;
 use audio::resample::Upsampler;
+use audio::telephone_event::{EventPacket, event_for_digit, plan_event};
 use audio::tone::{ToneGenerator, ToneSpec};
 
 /// Samples per 20 ms frame at 8 kHz.
@@ -29,6 +30,18 @@ pub enum Source {
     /// A tone with its cadence ([`audio::tone::TonePlan::spec`] gives ringback, busy,
     /// congestion and call waiting for each plan); a non-repeating one finishes.
     Tone(ToneSpec),
+    /// One DTMF digit as RFC 4733 telephone-events of this payload type and clock rate (an
+    /// update every 20 ms, the end three times); then the player finishes.
+    Event {
+        /// `0-9`, `*`, `#`, `A-D`.
+        digit: char,
+        /// How long the digit is held.
+        duration_ms: u32,
+        /// The telephone-event payload type the leg declared.
+        payload_type: u8,
+        /// Its clock rate.
+        clock_rate: u32,
+    },
 }
 
 /// The codec a player encodes in.
@@ -80,6 +93,8 @@ pub struct Player {
     first: bool,
     g722: Option<(Box<G722Encoder>, Upsampler)>,
     tone: Option<Box<ToneGenerator>>,
+    /// The packets of an event source, the next to send, and when the event started.
+    event: Option<(Vec<EventPacket>, usize, Instant)>,
     finished: bool,
     samples: [i16; FRAME],
     wide: Vec<i16>,
@@ -93,7 +108,15 @@ impl Player {
             Source::Tone(spec) => Some(Box::new(ToneGenerator::new(spec, 8000))),
             _ => None,
         };
+        let event = match &source {
+            Source::Event { digit, duration_ms, clock_rate, .. } => {
+                let code = event_for_digit(*digit).unwrap_or(0);
+                Some((plan_event(code, 10, *duration_ms, *clock_rate, 20), 0, now))
+            }
+            _ => None,
+        };
         Player {
+            event,
             source,
             position: 0,
             phase: 0.0,
@@ -129,11 +152,43 @@ impl Player {
         if now < self.next_due || self.finished {
             return false;
         }
+        if let Source::Event { payload_type, .. } = self.source {
+            return self.event_frame(now, payload_type, out);
+        }
         self.fill();
         self.packetize(out);
         self.next_due += PACKET_INTERVAL;
         if now.saturating_duration_since(self.next_due) > 5 * PACKET_INTERVAL {
             self.next_due = now + PACKET_INTERVAL;
+        }
+        true
+    }
+
+    /// The next telephone-event packet due by `now`: all share the event's timestamp; the next
+    /// is due at its planned time (the three end packets at once).
+    fn event_frame(&mut self, now: Instant, payload_type: u8, out: &mut Vec<u8>) -> bool {
+        let Some((plan, next, started)) = &mut self.event else { return false };
+        let Some(packet) = plan.get(*next) else {
+            self.finished = true;
+            return false;
+        };
+        let due = *started + Duration::from_millis(u64::from(packet.send_at_ms));
+        if now < due {
+            self.next_due = due;
+            return false;
+        }
+        *next += 1;
+        out.clear();
+        out.push(0x80);
+        out.push(if packet.marker { 0x80 } else { 0 } | payload_type);
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.timestamp.wrapping_add(packet.timestamp_offset).to_be_bytes());
+        out.extend_from_slice(&self.ssrc.to_be_bytes());
+        out.extend_from_slice(&packet.payload.to_bytes());
+        self.seq = self.seq.wrapping_add(1);
+        match plan.get(*next) {
+            Some(following) => self.next_due = *started + Duration::from_millis(u64::from(following.send_at_ms)),
+            None => self.finished = true,
         }
         true
     }
@@ -189,6 +244,8 @@ impl Player {
                 self.position = to;
                 self.finished = to == data.len();
             }
+            // Events are built whole by `event_frame`.
+            Source::Event { .. } => self.samples = [0; FRAME],
             Source::Tone(_) => {
                 if let Some(tone) = &mut self.tone {
                     tone.fill(&mut self.samples);
@@ -303,5 +360,43 @@ mod once_and_tones {
         // North American busy: 480 + 620 Hz, 0.5 s on, 0.5 s off.
         let (audio, _) = play(Source::Tone(TonePlan::NorthAmerica.spec(ProgressTone::Busy)), 100);
         assert!(rms(&audio[..4000]) > 500.0 && rms(&audio[4400..7600]) < 1.0);
+    }
+}
+
+#[cfg(test)]
+mod events {
+    use super::*;
+    use audio::telephone_event::{EventNotice, EventPayload, EventReceiver};
+
+    #[test]
+    fn a_digit_as_rfc4733_events() {
+        let start = Instant::now();
+        let source = Source::Event { digit: '7', duration_ms: 120, payload_type: 101, clock_rate: 8000 };
+        let mut player = Player::new(source, PlayCodec::Pcmu, 5, start);
+        let mut out = Vec::new();
+        let mut packets = Vec::new();
+        for ms in (0..400).step_by(5) {
+            while player.frame(start + Duration::from_millis(ms), &mut out) {
+                packets.push((ms, out.clone()));
+            }
+        }
+        assert!(player.is_finished());
+        // Updates every 20 ms, the last one (at 120 ms) the end, sent three times.
+        let times: Vec<u64> = packets.iter().map(|p| p.0).collect();
+        assert_eq!(times, vec![20, 40, 60, 80, 100, 120, 120, 120]);
+        assert_eq!(packets[0].1[1], 0x80 | 101, "marker on the first");
+        let ts: Vec<&[u8]> = packets.iter().map(|(_, p)| &p[4..8]).collect();
+        assert!(ts.iter().all(|t| *t == ts[0]), "one timestamp for the whole event");
+        let mut receiver = EventReceiver::new();
+        let mut notices = Vec::new();
+        for (_, p) in &packets {
+            let timestamp = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+            receiver.receive(timestamp, EventPayload::parse(&p[12..]).unwrap(), &mut notices);
+        }
+        let ended: Vec<_> = notices.iter().filter(|n| matches!(n, EventNotice::Ended { .. })).collect();
+        assert_eq!(ended.len(), 1, "{notices:?}");
+        if let EventNotice::Ended { event, duration, end_seen, .. } = *ended[0] {
+            assert_eq!((event, duration, end_seen), (7, 960, true));
+        }
     }
 }

@@ -250,6 +250,7 @@ mod tests {
             ha1_md5: Algorithm::Md5.ha1("1001", realm, "secret"),
             ha1_sha256: Algorithm::Sha256.ha1("1001", realm, "secret"),
             srtp: Default::default(),
+            dtmf: Default::default(),
         };
         Arc::new(Tenant::new(1, "acme", realm, vec![user]))
     }

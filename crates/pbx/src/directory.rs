@@ -21,6 +21,37 @@ pub struct User {
     pub ha1_sha256: String,
     /// Whether the user's phones may, or must, encrypt their media.
     pub srtp: SrtpPolicy,
+    /// How the user's phones want DTMF digits from the other party.
+    pub dtmf: DtmfMode,
+}
+
+/// How a user's phones want to receive DTMF digits; digits arriving by another method from
+/// the other party are converted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DtmfMode {
+    /// RFC 4733 events when the phone's SDP declares telephone-event, SIP INFO otherwise.
+    #[default]
+    Auto,
+    /// RFC 4733 events (SIP INFO when the phone declared no telephone-event).
+    Rfc4733,
+    /// SIP INFO (`application/dtmf-relay`).
+    Info,
+    /// Tones in the audio.
+    InBand,
+}
+
+impl std::str::FromStr for DtmfMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(DtmfMode::Auto),
+            "rfc4733" => Ok(DtmfMode::Rfc4733),
+            "info" => Ok(DtmfMode::Info),
+            "inband" => Ok(DtmfMode::InBand),
+            other => Err(format!("unknown DTMF mode {other:?} (expected auto, rfc4733, info or inband)")),
+        }
+    }
 }
 
 /// A user's SRTP policy (SDES-keyed SRTP, RFC 4568).

@@ -238,6 +238,7 @@ mod tests {
             ha1_md5: String::new(),
             ha1_sha256: String::new(),
             srtp: Default::default(),
+            dtmf: Default::default(),
         };
         let t = Arc::new(Tenant::new(1, "acme", "acme.test", vec![u.clone()]));
         Authenticated::for_tests(t, Arc::new(u))

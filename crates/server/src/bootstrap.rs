@@ -7,7 +7,7 @@ use pbx::directory::{Directory, Tenant, User};
 use sip::auth::Algorithm;
 use store::{Directory as _, Store, StoreError, UserUpsert};
 
-use crate::config::{Config, SrtpSetting};
+use crate::config::{Config, DtmfSetting, SrtpSetting};
 
 /// Name and domain of the demo tenant of the embedded default.
 pub const DEMO_TENANT: &str = "demo";
@@ -44,7 +44,7 @@ fn upsert(
     password: &str,
     display_name: &str,
     managed: bool,
-    srtp: SrtpSetting,
+    (srtp, dtmf): (SrtpSetting, DtmfSetting),
 ) -> UserUpsert {
     UserUpsert {
         tenant_id,
@@ -54,6 +54,7 @@ fn upsert(
         ha1_sha256: Algorithm::Sha256.ha1(extension, realm, password),
         managed_by_config: managed,
         srtp: srtp.as_str().to_owned(),
+        dtmf: dtmf.as_str().to_owned(),
     }
 }
 
@@ -65,7 +66,7 @@ pub async fn sync_config(store: &Store, cfg: &Config) -> Result<(), StoreError> 
         let rec = store.upsert_tenant(&t.name, &domain).await?;
         let mut keep = Vec::new();
         for u in &t.users {
-            let user = upsert(rec.id, &domain, &u.extension, &u.password, &u.display_name, true, u.srtp);
+            let user = upsert(rec.id, &domain, &u.extension, &u.password, &u.display_name, true, (u.srtp, u.dtmf));
             store.upsert_user(&user).await?;
             keep.push(u.extension.clone());
         }
@@ -84,7 +85,7 @@ pub async fn ensure_demo(store: &Store) -> Result<Option<DemoCredentials>, Store
     let mut users = Vec::new();
     for (ext, name) in [("1001", "Demo 1001"), ("1002", "Demo 1002"), ("1003", "Demo 1003")] {
         let password = generate_password();
-        store.upsert_user(&upsert(tenant.id, DEMO_DOMAIN, ext, &password, name, false, SrtpSetting::Optional)).await?;
+        store.upsert_user(&upsert(tenant.id, DEMO_DOMAIN, ext, &password, name, false, Default::default())).await?;
         users.push((ext.to_owned(), password));
     }
     Ok(Some(DemoCredentials { users }))
@@ -118,6 +119,7 @@ pub async fn load_directory(store: &Store) -> Result<Directory, StoreError> {
                 ha1_sha256: u.ha1_sha256,
                 // An unknown value (written by a newer release) is read as the default.
                 srtp: u.srtp.parse().unwrap_or_default(),
+                dtmf: u.dtmf.parse().unwrap_or_default(),
             })
             .collect();
         tenants.push(Tenant::new(t.id, t.name, t.domain, users));

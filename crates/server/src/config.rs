@@ -262,6 +262,36 @@ pub struct UserConfig {
     /// Encrypted media (SRTP with SDES keys) for this user's phones.
     #[serde(default)]
     pub srtp: SrtpSetting,
+    /// How this user's phones want DTMF digits from the other party.
+    #[serde(default)]
+    pub dtmf: DtmfSetting,
+}
+
+/// `dtmf` of a user: the method its phones receive digits by (others are converted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DtmfSetting {
+    /// RFC 4733 when the phone declares telephone-event, SIP INFO otherwise.
+    #[default]
+    Auto,
+    /// RFC 4733 telephone-events.
+    Rfc4733,
+    /// SIP INFO.
+    Info,
+    /// Tones in the audio.
+    Inband,
+}
+
+impl DtmfSetting {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DtmfSetting::Auto => "auto",
+            DtmfSetting::Rfc4733 => "rfc4733",
+            DtmfSetting::Info => "info",
+            DtmfSetting::Inband => "inband",
+        }
+    }
 }
 
 /// `srtp` of a user: whether its phones may, or must, encrypt their media.
@@ -296,6 +326,7 @@ impl fmt::Debug for UserConfig {
             .field("password", &"<redacted>")
             .field("display_name", &self.display_name)
             .field("srtp", &self.srtp)
+            .field("dtmf", &self.dtmf)
             .finish()
     }
 }

@@ -179,6 +179,17 @@ async fn run_call(
                         warn!(error = %e, "relay refused SRTP keys");
                     }
                 }
+                CallOutput::Media(MediaCommand::SendDtmf { side: to, digit, duration_ms, telephone_event }) => {
+                    let source = match telephone_event {
+                        Some((payload_type, clock_rate)) => {
+                            Some(media::player::Source::Event { digit, duration_ms, payload_type, clock_rate })
+                        }
+                        None => audio::tone::dtmf_spec(digit, duration_ms).map(media::player::Source::Tone),
+                    };
+                    if let (Some(session), Some(source)) = (&session, source) {
+                        let _ = session.play(side(to), Some(source));
+                    }
+                }
                 CallOutput::Media(MediaCommand::MusicOnHold { side: held, on }) => {
                     // Nothing to start when no music is configured (call control then never asks).
                     let source = if on { ctx.music_on_hold.clone() } else { None };

@@ -37,6 +37,8 @@ pub struct UserRecord {
     pub managed_by_config: bool,
     /// SRTP policy: `off`, `optional` or `required`.
     pub srtp: String,
+    /// DTMF method: `auto`, `rfc4733`, `info` or `inband`.
+    pub dtmf: String,
 }
 
 impl fmt::Debug for UserRecord {
@@ -50,6 +52,7 @@ impl fmt::Debug for UserRecord {
             .field("ha1_sha256", &"<redacted>")
             .field("managed_by_config", &self.managed_by_config)
             .field("srtp", &self.srtp)
+            .field("dtmf", &self.dtmf)
             .finish()
     }
 }
@@ -72,6 +75,8 @@ pub struct UserUpsert {
     pub managed_by_config: bool,
     /// See [`UserRecord::srtp`].
     pub srtp: String,
+    /// See [`UserRecord::dtmf`].
+    pub dtmf: String,
 }
 
 impl fmt::Debug for UserUpsert {
@@ -84,6 +89,7 @@ impl fmt::Debug for UserUpsert {
             .field("ha1_sha256", &"<redacted>")
             .field("managed_by_config", &self.managed_by_config)
             .field("srtp", &self.srtp)
+            .field("dtmf", &self.dtmf)
             .finish()
     }
 }

@@ -32,6 +32,7 @@ where
         ha1_sha256: row.try_get("ha1_sha256")?,
         managed_by_config: row.try_get("managed_by_config")?,
         srtp: row.try_get("srtp")?,
+        dtmf: row.try_get("dtmf")?,
     })
 }
 

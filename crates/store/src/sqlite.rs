@@ -162,15 +162,16 @@ impl Directory for SqliteStore {
 
     async fn upsert_user(&self, user: &UserUpsert) -> Result<UserRecord, StoreError> {
         let row = sqlx::query(
-            "INSERT INTO users (tenant_id, extension, display_name, ha1_md5, ha1_sha256, managed_by_config, srtp)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO users (tenant_id, extension, display_name, ha1_md5, ha1_sha256, managed_by_config, srtp, dtmf)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (tenant_id, extension) DO UPDATE SET
                  display_name = excluded.display_name,
                  ha1_md5 = excluded.ha1_md5,
                  ha1_sha256 = excluded.ha1_sha256,
                  managed_by_config = excluded.managed_by_config,
-                 srtp = excluded.srtp
-             RETURNING id, tenant_id, extension, display_name, ha1_md5, ha1_sha256, managed_by_config, srtp",
+                 srtp = excluded.srtp,
+                 dtmf = excluded.dtmf
+             RETURNING id, tenant_id, extension, display_name, ha1_md5, ha1_sha256, managed_by_config, srtp, dtmf",
         )
         .bind(user.tenant_id)
         .bind(user.extension.as_str())
@@ -179,6 +180,7 @@ impl Directory for SqliteStore {
         .bind(user.ha1_sha256.as_str())
         .bind(user.managed_by_config)
         .bind(user.srtp.as_str())
+        .bind(user.dtmf.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok(rows::user(&row)?)

@@ -240,6 +240,7 @@ fn user(tenant_id: i64, extension: &str, managed_by_config: bool) -> UserUpsert 
         ha1_sha256: format!("sha256-{tenant_id}-{extension}"),
         managed_by_config,
         srtp: if extension.ends_with('1') { "required" } else { "optional" }.to_owned(),
+        dtmf: if extension.ends_with('1') { "inband" } else { "auto" }.to_owned(),
     }
 }
 

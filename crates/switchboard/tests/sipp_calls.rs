@@ -608,3 +608,33 @@ fn rfc4733_digits_reach_a_callee_without_telephone_events_as_info() {
     );
     assert!(infos.iter().any(|m| m.contains("Signal=5")), "the caller's INFO was not relayed:\n{messages}");
 }
+
+/// Digits reach a real phone by the method it takes: SIPp sends digit 1 as RFC 4733 events and
+/// digit 5 by SIP INFO; baresip (its SDP declares telephone-event, its user is on `auto`) gets
+/// both as RFC 4733 events, the INFO converted by Switchboard and answered there.
+#[test]
+fn info_digits_reach_a_phone_with_telephone_events_as_rfc4733() {
+    use testkit::baresip::{AudioSource, Baresip, BaresipEvent, BaresipOptions};
+    let server = Server::start(Setup::default());
+    let dir = TempDir::new("dtmf-convert");
+    let mut o = BaresipOptions::new("1002", "secret-1002", "acme.test", server.sip);
+    o.codec = "PCMA".to_owned();
+    o.audio_source = AudioSource::Sine(600);
+    let bob = Baresip::spawn(o).unwrap();
+    bob.wait_registered(Duration::from_secs(10)).unwrap();
+    let media = ports::reserve(ports::RTP_PORTS, 4).unwrap();
+    let out = caller("uac_dtmf.xml", &server, caller_csv(&dir.0, 1, "1002"), 1, 1.0, media.port(0));
+    assert_eq!(out.successful, 1, "{out}");
+    bob.wait_closed(Duration::from_secs(10)).unwrap();
+    let digits: Vec<String> = bob
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            BaresipEvent::Other { kind, param } if kind == "CALL_DTMF_START" => Some(param),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, vec!["1".to_owned(), "5".to_owned()], "baresip's DTMF:\n{}", bob.log());
+    // The INFO was answered by Switchboard, not passed on.
+    assert!(!bob.log().contains("INFO sip:"), "the INFO reached the phone");
+}

@@ -40,7 +40,7 @@ pub use self::secure::SrtpKeys;
 use self::secure::{LegKeys, Refusal};
 use crate::Now;
 use crate::auth::Authenticated;
-use crate::directory::{Tenant, User};
+use crate::directory::{DtmfMode, Tenant, User};
 use crate::events::{CallEvent, CallEventKind, CallId, Disposition, DtmfMethod, Initiator};
 use crate::flow::Flow;
 use crate::ids::IdGen;
@@ -128,6 +128,17 @@ pub enum MediaCommand {
         side: Side,
         /// Its keys.
         keys: Option<SrtpKeys>,
+    },
+    /// Send a DTMF digit to `side`'s phone in its media, as RFC 4733 events or as tones.
+    SendDtmf {
+        /// The leg.
+        side: Side,
+        /// `0-9`, `*`, `#`, `A-D`.
+        digit: char,
+        /// How long.
+        duration_ms: u32,
+        /// RFC 4733 events of this payload type and clock rate, or tones (`None`).
+        telephone_event: Option<(u8, u32)>,
     },
     /// Play music on hold into `side` (the held party), or stop.
     MusicOnHold {
@@ -388,6 +399,8 @@ pub struct Call {
     moh: [bool; 2],
     /// Legs whose SDP declared RFC 4733 telephone-events (A, B).
     telephone_events: [bool; 2],
+    /// The telephone-event payload type and clock rate each leg declared (A, B).
+    event_types: [Option<(u8, u32)>; 2],
     /// SRTP of each leg (A, B).
     keys: [LegKeys; 2],
     ring_deadline: Option<Instant>,
@@ -491,6 +504,7 @@ impl Call {
             transcoding: None,
             moh: [false; 2],
             telephone_events: [false; 2],
+            event_types: [None; 2],
             keys: Default::default(),
             ring_deadline: Some(now.instant + cfg.ring_timeout),
             linger_until: None,
@@ -805,6 +819,14 @@ impl Call {
     fn negotiate(&mut self, to: Side, body: &[u8], role: SdpRole) -> Vec<u8> {
         let Ok(formats) = sdp::audio_formats(body) else { return body.to_vec() };
         self.telephone_events[to.other().index()] = formats.iter().any(sdp::Format::is_telephone_event);
+        // The type at the leg's audio clock, else the first.
+        let audio_clock =
+            formats.iter().find(|f| !f.is_telephone_event() && !f.is_comfort_noise()).map(|f| f.clock_rate);
+        let events = || formats.iter().filter(|f| f.is_telephone_event());
+        self.event_types[to.other().index()] = events()
+            .find(|f| Some(f.clock_rate) == audio_clock)
+            .or_else(|| events().next())
+            .map(|f| (f.payload_type, f.clock_rate));
         match role {
             SdpRole::Offer => {
                 let offerer = to.other();
@@ -909,16 +931,75 @@ impl Call {
         [self.keys[0].suite().map(srtp::Suite::name), self.keys[1].suite().map(srtp::Suite::name)]
     }
 
-    /// A DTMF digit the relay found in `from`'s media: published as an event and, when it came
-    /// as RFC 4733 events and the other leg declared none (it could not understand them),
-    /// sent to that leg as SIP INFO (`application/dtmf-relay`).
+    /// A DTMF digit the relay found in `from`'s media: published as an event, and passed to the
+    /// other leg by the method its user wants ([`DtmfMode`]) when that differs from how it came
+    /// (RFC 4733 events between two legs that both declared them are relayed as they are).
     pub fn handle_media_dtmf(&mut self, from: Side, digit: char, duration_ms: u32, in_band: bool, now: Now) {
         let method = if in_band { DtmfMethod::InBand } else { DtmfMethod::Rfc4733 };
         self.event(now, CallEventKind::Dtmf { caller_leg: from == Side::A, digit, duration_ms, method });
-        let to = from.other();
-        if in_band || self.telephone_events[to.index()] || !matches!(self.phase, Phase::Answered | Phase::Confirmed) {
-            return;
+        self.convert_dtmf(from, digit, duration_ms, method, now);
+    }
+
+    /// The method `side`'s phone wants digits by.
+    fn dtmf_method_for(&self, side: Side) -> DtmfMethod {
+        let mode = match side {
+            Side::A => self.caller.dtmf,
+            Side::B => self.callee.dtmf,
+        };
+        let events = self.event_types[side.index()].is_some();
+        match mode {
+            DtmfMode::Auto | DtmfMode::Rfc4733 if events => DtmfMethod::Rfc4733,
+            DtmfMode::Auto | DtmfMode::Rfc4733 | DtmfMode::Info => DtmfMethod::SipInfo,
+            DtmfMode::InBand => DtmfMethod::InBand,
         }
+    }
+
+    /// Passes a digit that came from `from` by `came` to the other leg by the method it wants.
+    /// Returns whether the digit was converted (false: it reaches the other leg as it came).
+    fn convert_dtmf(&mut self, from: Side, digit: char, duration_ms: u32, came: DtmfMethod, now: Now) -> bool {
+        let to = from.other();
+        if !matches!(self.phase, Phase::Answered | Phase::Confirmed) {
+            return false;
+        }
+        let wanted = self.dtmf_method_for(to);
+        let auto = match to {
+            Side::A => self.caller.dtmf,
+            Side::B => self.callee.dtmf,
+        } == DtmfMode::Auto;
+        // RFC 4733 passes through when both legs declared events; tones pass as audio (and are
+        // converted only for a user who asked for another method explicitly).
+        let passes = match came {
+            DtmfMethod::Rfc4733 => wanted == DtmfMethod::Rfc4733,
+            DtmfMethod::InBand => wanted == DtmfMethod::InBand || auto,
+            DtmfMethod::SipInfo => wanted == DtmfMethod::SipInfo,
+        };
+        if passes {
+            return false;
+        }
+        match wanted {
+            DtmfMethod::SipInfo => self.send_dtmf_info(to, digit, duration_ms, now),
+            DtmfMethod::Rfc4733 => {
+                let telephone_event = self.event_types[to.index()];
+                self.out.push_back(CallOutput::Media(MediaCommand::SendDtmf {
+                    side: to,
+                    digit,
+                    duration_ms,
+                    telephone_event,
+                }));
+            }
+            DtmfMethod::InBand => {
+                self.out.push_back(CallOutput::Media(MediaCommand::SendDtmf {
+                    side: to,
+                    digit,
+                    duration_ms,
+                    telephone_event: None,
+                }));
+            }
+        }
+        true
+    }
+
+    fn send_dtmf_info(&mut self, to: Side, digit: char, duration_ms: u32, now: Now) {
         let Some(d) = self.dialog_mut(to) else { return };
         let cseq = d.next_cseq();
         let d = d.clone();
@@ -1423,6 +1504,11 @@ impl Call {
                         now,
                         CallEventKind::Dtmf { caller_leg, digit, duration_ms, method: DtmfMethod::SipInfo },
                     );
+                    // Converted for the other leg: answered here, not relayed.
+                    if self.convert_dtmf(side, digit, duration_ms, DtmfMethod::SipInfo, now) {
+                        self.answer(&req, &info, side, flow, 200, now);
+                        return;
+                    }
                 }
                 self.relay(side, req, info, flow, now)
             }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use sip::{Datagram, Limits, Message, Method, Request, Response, parse_datagram, validate_request, validate_response};
 
 use super::*;
-use crate::directory::{SrtpPolicy, Tenant, User};
+use crate::directory::{DtmfMode, SrtpPolicy, Tenant, User};
 use crate::events::{CallEventKind, Disposition, Initiator};
 use crate::flow::Transport;
 
@@ -25,6 +25,7 @@ fn user(ext: &str, name: &str) -> User {
         ha1_md5: String::new(),
         ha1_sha256: String::new(),
         srtp: Default::default(),
+        dtmf: Default::default(),
     }
 }
 
@@ -83,8 +84,17 @@ impl H {
 
     /// A call whose caller and callee have these SRTP policies.
     fn start_srtp(targets: usize, offer: Option<&str>, srtp: [SrtpPolicy; 2]) -> H {
-        let caller = User { srtp: srtp[0], ..user("1001", "Alice") };
-        let callee = Arc::new(User { srtp: srtp[1], ..user("1002", "Bob") });
+        H::start_users(targets, offer, srtp, [DtmfMode::Auto; 2])
+    }
+
+    /// A call whose caller and callee want DTMF this way.
+    fn start_dtmf(dtmf: [DtmfMode; 2]) -> H {
+        H::start_users(1, Some(A_SDP), [SrtpPolicy::Optional; 2], dtmf)
+    }
+
+    fn start_users(targets: usize, offer: Option<&str>, srtp: [SrtpPolicy; 2], dtmf: [DtmfMode; 2]) -> H {
+        let caller = User { srtp: srtp[0], dtmf: dtmf[0], ..user("1001", "Alice") };
+        let callee = Arc::new(User { srtp: srtp[1], dtmf: dtmf[1], ..user("1002", "Bob") });
         let tenant = Arc::new(Tenant::new(1, "acme", "acme.test", vec![caller.clone(), (*callee).clone()]));
         let invite = req_of(&parse(invite_text(offer).as_bytes())).clone();
         let info = validate_request(&invite).unwrap();
@@ -584,7 +594,8 @@ fn glare_gets_491() {
 
 #[test]
 fn info_is_relayed_with_its_body() {
-    let mut h = H::start(1);
+    // The callee wants INFO: relayed as it came.
+    let mut h = H::start_dtmf([DtmfMode::Auto, DtmfMode::Info]);
     h.answer_and_ack();
     let info = h.a_request("INFO", 11, "z9hG4bKinfo", "", "").replace(
         "Content-Length: 0\r\n\r\n",
@@ -936,4 +947,75 @@ fn callee_choosing_opus_is_transcoded_with_events_at_each_clock() {
             ptime: (None, Some(40)),
         })
     );
+}
+
+/// A digit the relay is asked to send: leg, digit, duration, telephone-event type (or tones).
+type SentDigit = (Side, char, u32, Option<(u8, u32)>);
+
+fn dtmf_commands(h: &H) -> Vec<SentDigit> {
+    h.media
+        .iter()
+        .filter_map(|m| match m {
+            MediaCommand::SendDtmf { side, digit, duration_ms, telephone_event } => {
+                Some((*side, *digit, *duration_ms, *telephone_event))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn info_digit_becomes_rfc4733_for_a_leg_with_telephone_events() {
+    let mut h = H::start(1);
+    h.answer_and_ack();
+    let before = h.to(h.b_flows[0].remote).len();
+    let info = h.a_request("INFO", 11, "z9hG4bKinfo", "", "").replace(
+        "Content-Length: 0\r\n\r\n",
+        "Content-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\nSignal=5\r\nDuration=160\r\n",
+    );
+    h.feed_request(&info, h.a_flow);
+    // Answered here, not relayed; the relay sends events of the type B declared.
+    assert_eq!(h.to(h.b_flows[0].remote).len(), before);
+    let r = resp_of(h.last_to_a());
+    assert_eq!((r.status, r.cseq().unwrap().unwrap().method.clone()), (200, Method::Info));
+    assert_eq!(dtmf_commands(&h), vec![(Side::B, '5', 160, Some((101, 8000)))]);
+}
+
+#[test]
+fn digits_are_converted_to_what_each_user_wants() {
+    // The callee wants tones: RFC 4733 and INFO digits from the caller become tones.
+    let mut h = H::start_dtmf([DtmfMode::Auto, DtmfMode::InBand]);
+    h.answer_and_ack();
+    let now = h.now;
+    h.call.handle_media_dtmf(Side::A, '1', 100, false, now);
+    h.call.handle_media_dtmf(Side::A, '2', 100, true, now); // tones already: they pass as audio
+    h.drain();
+    assert_eq!(dtmf_commands(&h), vec![(Side::B, '1', 100, None)]);
+    // The caller wants INFO although its SDP declared events: the callee's RFC 4733 and in-band
+    // digits reach it as INFO.
+    let mut h = H::start_dtmf([DtmfMode::Info, DtmfMode::Auto]);
+    h.answer_and_ack();
+    let now = h.now;
+    h.call.handle_media_dtmf(Side::B, '3', 100, false, now);
+    h.call.handle_media_dtmf(Side::B, '4', 100, true, now);
+    h.drain();
+    let infos: Vec<Vec<u8>> = h
+        .to(h.a_flow.remote)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Request(r) if r.method == Method::Info => Some(r.body.to_vec()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(infos, vec![b"Signal=3\r\nDuration=100\r\n".to_vec(), b"Signal=4\r\nDuration=100\r\n".to_vec()]);
+    assert!(dtmf_commands(&h).is_empty());
+    // A caller who wants RFC 4733 gets the callee's tones as events; in auto mode, between two
+    // legs with events, nothing is converted.
+    let mut h = H::start_dtmf([DtmfMode::Rfc4733, DtmfMode::Auto]);
+    h.answer_and_ack();
+    let now = h.now;
+    h.call.handle_media_dtmf(Side::B, '#', 90, true, now);
+    h.call.handle_media_dtmf(Side::A, '6', 90, false, now);
+    h.drain();
+    assert_eq!(dtmf_commands(&h), vec![(Side::A, '#', 90, Some((101, 8000)))]);
 }

@@ -20,6 +20,7 @@ fn user(tenant_id: i64, ext: &str, realm: &str, pw: &str) -> User {
         ha1_md5: Algorithm::Md5.ha1(ext, realm, pw),
         ha1_sha256: Algorithm::Sha256.ha1(ext, realm, pw),
         srtp: Default::default(),
+        dtmf: Default::default(),
     }
 }
 
