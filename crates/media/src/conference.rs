@@ -15,6 +15,7 @@ use audio::mixer::{Mixer, ParticipantId, Settings};
 use audio::resample::Downsampler;
 
 use crate::Side;
+use crate::jitter::{Frame, JitterBuffer, JitterConfig};
 use crate::player::{PlayCodec, Player};
 use crate::rtp::payload_range;
 
@@ -28,10 +29,17 @@ const MAX_QUEUED: usize = 3 * FRAME;
 /// Mixing period.
 pub(crate) const TICK: Duration = Duration::from_millis(20);
 
-/// What a member sent since the last tick, decoded to [`RATE`].
+/// What a member sends, through a jitter buffer (reordering, adaptive depth) and decoded to
+/// [`RATE`] one tick at a time, with a fading repeat of the last frame for what was lost.
 #[derive(Debug)]
 pub(crate) struct MemberInput {
+    jitter: JitterBuffer,
+    /// Decoded audio not mixed yet (a packet longer than 20 ms leaves some).
     queue: Vec<i16>,
+    /// The last frame received, and how many were concealed since.
+    last: [i16; FRAME],
+    concealed: u32,
+    scratch: Vec<u8>,
     decoded: Vec<i16>,
     wide: Vec<i16>,
     g722: Option<(Box<G722Decoder>, Downsampler)>,
@@ -39,26 +47,47 @@ pub(crate) struct MemberInput {
 
 impl MemberInput {
     pub(crate) fn new() -> MemberInput {
-        MemberInput { queue: Vec::with_capacity(MAX_QUEUED + FRAME), decoded: Vec::new(), wide: Vec::new(), g722: None }
+        MemberInput {
+            jitter: JitterBuffer::new(JitterConfig::for_clock(RATE)),
+            queue: Vec::with_capacity(MAX_QUEUED + FRAME),
+            last: [0; FRAME],
+            concealed: 0,
+            scratch: Vec::with_capacity(256),
+            decoded: Vec::new(),
+            wide: Vec::new(),
+            g722: None,
+        }
     }
 
-    /// An RTP packet from the member's phone: G.711 or G.722 audio is queued; anything else
-    /// (telephone-events, comfort noise, codecs the mixer cannot decode) is ignored.
-    pub(crate) fn on_rtp(&mut self, packet: &[u8]) {
+    /// An RTP packet from the member's phone, arrived at `now`: G.711 or G.722 audio goes into
+    /// the jitter buffer; anything else (telephone-events, comfort noise, codecs the mixer
+    /// cannot decode) is ignored.
+    pub(crate) fn on_rtp(&mut self, packet: &[u8], now: Instant) {
+        let pt = packet[1] & 0x7F;
+        if !matches!(pt, 0 | 8 | 9) {
+            return;
+        }
         let Some(range) = payload_range(packet) else { return };
-        let body = &packet[range];
+        let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        // The payload type travels with the payload.
+        self.scratch.clear();
+        self.scratch.push(pt);
+        self.scratch.extend_from_slice(&packet[range]);
+        self.jitter.push(timestamp, &self.scratch, now);
+    }
+
+    fn decode(&mut self, pt: u8, body: &[u8]) {
         self.decoded.clear();
-        match packet[1] & 0x7F {
+        match pt {
             0 => Law::Ulaw.decode(body, &mut self.decoded),
             8 => Law::Alaw.decode(body, &mut self.decoded),
-            9 => {
+            _ => {
                 let (decoder, down) =
                     self.g722.get_or_insert_with(|| (Box::new(G722Decoder::new()), Downsampler::new()));
                 self.wide.clear();
                 decoder.decode(body, &mut self.wide);
                 down.process(&self.wide, &mut self.decoded);
             }
-            _ => return,
         }
         self.queue.extend_from_slice(&self.decoded);
         if self.queue.len() > MAX_QUEUED {
@@ -67,8 +96,28 @@ impl MemberInput {
         }
     }
 
-    /// The next 20 ms (silence where nothing came).
-    pub(crate) fn take_frame(&mut self, frame: &mut [i16; FRAME]) {
+    /// The next 20 ms at `now`: from the jitter buffer, concealed when lost, silence before
+    /// the member's audio starts.
+    pub(crate) fn take_frame(&mut self, frame: &mut [i16; FRAME], now: Instant) {
+        if self.queue.len() < FRAME {
+            match self.jitter.pop(now) {
+                Frame::Packet { payload, .. } if !payload.is_empty() => {
+                    self.concealed = 0;
+                    self.decode(payload[0], &payload[1..]);
+                    if let Some(received) = self.queue.get(..FRAME) {
+                        self.last.copy_from_slice(received);
+                    }
+                }
+                Frame::Missing { .. } => {
+                    // Repeat the last frame, 6 dB quieter each time; silence after 60 ms.
+                    self.concealed += 1;
+                    let shift = self.concealed.min(15);
+                    let silent = self.concealed > 3;
+                    self.queue.extend(self.last.iter().map(|&s| if silent { 0 } else { s >> shift }));
+                }
+                Frame::Packet { .. } | Frame::Waiting => {}
+            }
+        }
         let n = self.queue.len().min(FRAME);
         frame[..n].copy_from_slice(&self.queue[..n]);
         frame[n..].fill(0);
@@ -149,27 +198,47 @@ impl ConferenceState {
 mod tests {
     use super::*;
 
-    fn packet(pt: u8, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x80, pt, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4];
-        p.extend_from_slice(payload);
-        p
-    }
-
     #[test]
-    fn input_is_decoded_queued_and_bounded() {
+    fn input_is_reordered_and_losses_concealed() {
+        let start = Instant::now();
         let mut input = MemberInput::new();
         let mut frame = [1i16; FRAME];
-        input.take_frame(&mut frame);
+        input.take_frame(&mut frame, start);
         assert_eq!(frame, [0; FRAME], "nothing came: silence");
-        let mut payload = Vec::new();
-        Law::Ulaw.encode(&[1000; FRAME], &mut payload);
-        input.on_rtp(&packet(0, &payload));
-        input.on_rtp(&packet(101, &[1, 2, 3, 4]));
-        input.take_frame(&mut frame);
-        assert!(frame.iter().all(|&s| (s - 1000).abs() < 40), "{:?}", &frame[..4]);
-        for _ in 0..10 {
-            input.on_rtp(&packet(0, &payload));
+        let level = |seq: u16| 1000 + 100 * i16::try_from(seq).unwrap();
+        let packet_of = |seq: u16| {
+            let mut payload = Vec::new();
+            Law::Ulaw.encode(&[level(seq); FRAME], &mut payload);
+            let mut p = vec![0x80, 0];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            p.extend_from_slice(&[1, 2, 3, 4]);
+            p.extend_from_slice(&payload);
+            p
+        };
+        // 0, 1, then 3 before 2, 4 lost, 5: each 20 ms; events ignored.
+        let tick = Duration::from_millis(20);
+        let arrivals: [(u16, u32); 5] = [(0, 0), (1, 1), (3, 2), (2, 3), (5, 5)];
+        let mut heard = Vec::new();
+        for t in 0..12u32 {
+            let now = start + tick * t;
+            for &(seq, at) in &arrivals {
+                if at == t {
+                    input.on_rtp(&packet_of(seq), now);
+                }
+            }
+            input.on_rtp(&[0x80, 101, 0, 9, 0, 0, 0, 0, 1, 2, 3, 4, 1, 0, 0, 160], now);
+            input.take_frame(&mut frame, now);
+            heard.push(frame[80]);
         }
-        assert_eq!(input.queue.len(), MAX_QUEUED);
+        // The frames received play in order (3 came before 2), each once; 4, lost, is
+        // concealed by a quieter copy of 3 (the buffer may also conceal a frame when it grows
+        // because 2 came late).
+        let which = |s: i16| (0..6).find(|&k| (s - level(k)).abs() < 40);
+        let real: Vec<u16> = heard.iter().filter_map(|&s| which(s)).collect();
+        assert_eq!(real, vec![0, 1, 2, 3, 5], "{heard:?}");
+        let at = |k: u16| heard.iter().position(|&s| which(s) == Some(k)).unwrap();
+        let between = &heard[at(3) + 1..at(5)];
+        assert!(!between.is_empty() && between.iter().all(|&s| s > 0 && s < level(3)), "{heard:?}");
     }
 }

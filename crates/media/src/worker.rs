@@ -1054,7 +1054,7 @@ impl Worker {
                     .filter(|s| s.id == m.session)
                     .and_then(|s| s.conference[side_index(m.side)].as_mut().map(|(_, input)| input));
                 match input {
-                    Some(input) => input.take_frame(&mut c.frame),
+                    Some(input) => input.take_frame(&mut c.frame, now),
                     None => c.frame = [0; MIX_FRAME],
                 }
                 let _ = c.mixer.push(m.id, &c.frame);
@@ -1222,7 +1222,7 @@ fn relay_batch(
                 monitor.on_rtp(data, now);
                 session.dtmf.on_rtp(side, data);
                 if let Some((_, input)) = &mut session.conference[side_index(side)] {
-                    input.on_rtp(data);
+                    input.on_rtp(data, now);
                 }
                 if let Some(tap) = &mut session.recording {
                     tap.on_rtp(side, data, now);
