@@ -135,6 +135,21 @@ pub(crate) struct Member {
     pub(crate) id: ParticipantId,
     /// Builds the packets the member hears.
     pub(crate) packets: Box<Player>,
+    /// Packets and payload octets sent to it, for its sender reports.
+    pub(crate) sent: (u32, u32),
+    /// When its next RTCP report is due.
+    pub(crate) next_report: Instant,
+}
+
+/// How often a member gets an RTCP sender report (RFC 3550's 5 s minimum interval; the first
+/// comes after half of it, as §6.2 allows).
+pub(crate) const REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The NTP timestamp (RFC 3550 §4) of the wall clock now.
+pub(crate) fn ntp_now() -> u64 {
+    const UNIX_TO_NTP: u64 = 2_208_988_800;
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    ((since.as_secs() + UNIX_TO_NTP) << 32) | ((u64::from(since.subsec_nanos()) << 32) / 1_000_000_000)
 }
 
 /// A conference in its worker.
@@ -170,7 +185,15 @@ impl ConferenceState {
         let Ok(id) = self.mixer.add(settings) else { return false };
         let ssrc = (session as u32).wrapping_mul(0x9E37_79B9) ^ 0x00C0_FFEE ^ crate::router::side_index(side) as u32;
         let packets = Box::new(Player::new(crate::player::Source::BuiltinMusic, codec, ssrc, now));
-        self.members.push(Member { slot, session, side, id, packets });
+        self.members.push(Member {
+            slot,
+            session,
+            side,
+            id,
+            packets,
+            sent: (0, 0),
+            next_report: now + REPORT_INTERVAL / 2,
+        });
         true
     }
 

@@ -140,6 +140,11 @@ impl Player {
         self.next_due
     }
 
+    /// The RTP timestamp of the next packet, and the SSRC (for sender reports).
+    pub(crate) fn position(&self) -> (u32, u32) {
+        (self.timestamp, self.ssrc)
+    }
+
     /// Whether a source played once (samples or a non-repeating tone) has been sent whole.
     pub fn is_finished(&self) -> bool {
         self.finished

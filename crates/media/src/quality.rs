@@ -168,6 +168,13 @@ impl QualityMonitor {
             .unwrap_or(8000)
     }
 
+    /// A report block about the phone's stream since the last one (for an RTCP report the
+    /// relay sends itself, on a leg it terminates); `None` before any RTP came.
+    pub fn report_block(&mut self) -> Option<crate::rtcp::ReportBlock> {
+        let ssrc = self.ssrc?;
+        Some(self.stats.report(ssrc, 0, 0))
+    }
+
     /// An RTCP datagram from the phone.
     pub fn on_rtcp(&mut self, datagram: &[u8], now: Instant) {
         for packet in packets(datagram) {

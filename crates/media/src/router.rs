@@ -125,6 +125,14 @@ impl Router {
         self.sides[side_index(side)].latch[Kind::Rtp.index()].destination()
     }
 
+    /// Where `side`'s peer receives RTCP, and through which of the side's sockets it goes
+    /// (its RTP socket with rtcp-mux), if known.
+    pub(crate) fn rtcp_destination(&self, side: Side) -> Option<(Kind, SocketAddr)> {
+        let s = &self.sides[side_index(side)];
+        let via = if s.mux { Kind::Rtp } else { Kind::Rtcp };
+        s.latch[via.index()].destination().map(|d| (via, d))
+    }
+
     /// Turns forwarding toward `side`'s peer on or off.
     pub(crate) fn set_forwarding(&mut self, side: Side, on: bool) {
         self.sides[side_index(side)].forward = on;

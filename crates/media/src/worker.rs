@@ -229,6 +229,11 @@ impl SrtpLeg {
         (done.is_ok() && recv.replace(i, &self.scratch)).then_some(self.scratch.len())
     }
 
+    /// Encrypts an RTCP report the relay made itself.
+    fn seal_rtcp<'a>(&'a mut self, report: &[u8]) -> Option<&'a [u8]> {
+        self.outbound.protect_rtcp(report, &mut self.scratch).ok().map(|()| self.scratch.as_slice())
+    }
+
     /// Encrypts a packet the relay made itself (a player's).
     fn seal_own<'a>(&'a mut self, packet: &[u8]) -> Option<&'a [u8]> {
         self.outbound.protect_rtp(packet, &mut self.scratch).ok().map(|()| self.scratch.as_slice())
@@ -1066,6 +1071,32 @@ impl Worker {
                 m.packets.packet_of(mix, &mut self.play_buf);
                 let Some(s) = self.sessions.get_mut(m.slot).filter(|s| s.id == m.session) else { continue };
                 let i = side_index(m.side);
+                m.sent = (m.sent.0.wrapping_add(1), m.sent.1.wrapping_add((self.play_buf.len() - 12) as u32));
+                // The relay is this leg's peer: it reports as one (a sender report with a
+                // block about what the phone sends).
+                if now >= m.next_report
+                    && let Some((via, to)) = s.router.rtcp_destination(m.side)
+                    && let Some(pair) = self.pairs.get(s.pairs[i])
+                {
+                    m.next_report = now + crate::conference::REPORT_INTERVAL;
+                    let (rtp_timestamp, ssrc) = m.packets.position();
+                    let info = crate::rtcp::SenderInfo {
+                        ntp: crate::conference::ntp_now(),
+                        rtp_timestamp,
+                        packets: m.sent.0,
+                        octets: m.sent.1,
+                    };
+                    let blocks: Vec<crate::rtcp::ReportBlock> = s.monitors[i].report_block().into_iter().collect();
+                    let mut report = Vec::with_capacity(60);
+                    crate::rtcp::write_sender_report(ssrc, info, &blocks, &mut report);
+                    let sealed = match &mut s.srtp[i] {
+                        Some(keys) => keys.seal_rtcp(&report),
+                        None => Some(report.as_slice()),
+                    };
+                    if let Some(bytes) = sealed {
+                        let _ = pair.sockets[via.index()].send_to(bytes, to);
+                    }
+                }
                 let (Some(to), Some(pair)) = (s.router.rtp_destination(m.side), self.pairs.get(s.pairs[i])) else {
                     continue;
                 };

@@ -21,6 +21,8 @@ struct Phone {
     socket: Arc<UdpSocket>,
     relay: SocketAddr,
     law: Law,
+    /// RTCP the relay sent it.
+    reports: std::cell::RefCell<Vec<Vec<u8>>>,
 }
 
 /// Sends `hz` as 20 ms packets until `stop`.
@@ -58,6 +60,10 @@ fn listen(phone: &Phone, ms: u64) -> Vec<i16> {
     let end = std::time::Instant::now() + Duration::from_millis(ms);
     while std::time::Instant::now() < end {
         if let Ok((n, _)) = phone.socket.recv_from(&mut buf) {
+            if (200..=204).contains(&buf[1]) {
+                phone.reports.borrow_mut().push(buf[..n].to_vec());
+                continue;
+            }
             let pt = buf[1] & 0x7F;
             let law = if pt == 0 { Law::Ulaw } else { Law::Alaw };
             assert_eq!(law, phone.law, "mixed audio comes in the phone's own codec");
@@ -93,7 +99,8 @@ fn three_parties_each_hear_the_other_two() {
         let session = relay.allocate_for(&conference, V4, V4).unwrap();
         let socket = Arc::new(UdpSocket::bind((V4, 0)).unwrap());
         session.set_peer(Side::A, PeerMedia::muxed(socket.local_addr().unwrap())).unwrap();
-        phones.push(Phone { socket, relay: SocketAddr::new(V4, session.local(Side::A).rtp), law });
+        let relay = SocketAddr::new(V4, session.local(Side::A).rtp);
+        phones.push(Phone { socket, relay, law, reports: Default::default() });
         sessions.push(session);
     }
     // A session of another worker cannot join.
@@ -143,6 +150,17 @@ fn three_parties_each_hear_the_other_two() {
     assert!(l[0] > l[2] + 30.0, "phone 1 should hear phone 0 and not the party that left: {l:?}");
     let _ = listen(&phones[2], 100); // what was sent before it left
     assert!(listen(&phones[2], 300).is_empty(), "the party that left still gets the mix");
+    // The relay reports to each member as its peer: a sender report from the SSRC of the mix,
+    // with a block about what the member sends (its SSRC is the tone's frequency).
+    for (phone, hz) in phones.iter().zip(TONES).take(2) {
+        let _ = listen(phone, 200); // what came while nobody listened
+        let reports = phone.reports.borrow();
+        let sr = reports.iter().find(|r| r[1] == 200).expect("no sender report from the relay");
+        let packets = u32::from_be_bytes([sr[20], sr[21], sr[22], sr[23]]);
+        assert!(packets > 100, "{packets} packets reported");
+        assert_eq!(sr[0] & 0x1F, 1, "one report block");
+        assert_eq!(u32::from_be_bytes([sr[28], sr[29], sr[30], sr[31]]), hz as u32, "the block is about the member");
+    }
     stop.store(true, Ordering::Relaxed);
     for t in talkers {
         t.join().unwrap();
