@@ -114,14 +114,28 @@ impl Recording {
     }
 }
 
+/// What a recording holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecordMode {
+    /// Both legs, each in its channel (caller left, callee right).
+    #[default]
+    Stereo,
+    /// Both legs mixed into one channel.
+    Mixed,
+    /// The caller's leg only (what side A sends), mono.
+    Caller,
+    /// The callee's leg only (what side B sends), mono.
+    Callee,
+}
+
 /// Starts the writer of a new recording at `path` (directories created); the tap goes to the
 /// session's worker.
-pub(crate) fn start(path: &Path, now: Instant) -> io::Result<(RecordTap, Recording)> {
+pub(crate) fn start(path: &Path, now: Instant, mode: RecordMode) -> io::Result<(RecordTap, Recording)> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let spec = hound::WavSpec {
-        channels: 2,
+        channels: if mode == RecordMode::Stereo { 2 } else { 1 },
         sample_rate: RECORDING_RATE,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
@@ -129,7 +143,8 @@ pub(crate) fn start(path: &Path, now: Instant) -> io::Result<(RecordTap, Recordi
     let writer = hound::WavWriter::create(path, spec).map_err(io::Error::other)?;
     let (tx, rx) = sync_channel(QUEUE);
     let dropped = Arc::new(AtomicU64::new(0));
-    let thread = std::thread::Builder::new().name("recording".to_owned()).spawn(move || write(writer, rx, now))?;
+    let thread =
+        std::thread::Builder::new().name("recording".to_owned()).spawn(move || write(writer, rx, now, mode))?;
     let tap = RecordTap { tx, decoders: Default::default(), dropped: Arc::clone(&dropped) };
     Ok((tap, Recording { path: path.to_owned(), dropped, writer: Some(thread) }))
 }
@@ -145,6 +160,7 @@ fn write(
     mut writer: hound::WavWriter<io::BufWriter<std::fs::File>>,
     rx: Receiver<Frame>,
     start: Instant,
+    mode: RecordMode,
 ) -> io::Result<u64> {
     let rate = u64::from(RECORDING_RATE);
     let index_of = |at: Instant| (at.saturating_duration_since(start).as_micros() as u64) * rate / 1_000_000;
@@ -187,8 +203,16 @@ fn write(
         let available = channels.iter().map(|c| written + c.pending.len() as u64).max().unwrap_or(written);
         let upto = horizon.min(available);
         while written < upto {
-            for c in &mut channels {
-                writer.write_sample(c.pending.pop_front().unwrap_or(0)).map_err(io::Error::other)?;
+            let [a, b] = channels.each_mut().map(|c| c.pending.pop_front().unwrap_or(0));
+            let mixed = (i32::from(a) + i32::from(b)).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+            let out: &[i16] = match mode {
+                RecordMode::Stereo => &[a, b],
+                RecordMode::Mixed => &[mixed],
+                RecordMode::Caller => &[a],
+                RecordMode::Callee => &[b],
+            };
+            for &s in out {
+                writer.write_sample(s).map_err(io::Error::other)?;
             }
             written += 1;
         }
@@ -204,7 +228,7 @@ fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use audio::analysis::dominant_frequency;
+    use audio::analysis::{dominant_frequency, goertzel_power};
     use audio::tone::{ToneGenerator, ToneSpec};
 
     fn rtp(pt: u8, payload: &[u8]) -> Vec<u8> {
@@ -217,8 +241,28 @@ mod tests {
     fn both_sides_land_in_their_channel() {
         let dir = std::env::temp_dir().join(format!("sb-record-{}", std::process::id()));
         let path = dir.join("call.wav");
+        let samples = record(&path, RecordMode::Stereo);
+        let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+        let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+        assert!((dominant_frequency(&left[800..7000], 8000) - 1000.0).abs() < 5.0);
+        assert!((dominant_frequency(&right[800..7000], 8000) - 2000.0).abs() < 5.0);
+        // One leg, or both mixed, in one channel.
+        let caller = record(&path, RecordMode::Caller);
+        assert!((dominant_frequency(&caller[800..7000], 8000) - 1000.0).abs() < 5.0);
+        let callee = record(&path, RecordMode::Callee);
+        assert!((dominant_frequency(&callee[800..7000], 8000) - 2000.0).abs() < 5.0);
+        let mixed = record(&path, RecordMode::Mixed);
+        let f: Vec<f32> = mixed[800..7000].iter().map(|&s| f32::from(s)).collect();
+        let (p1, p2) = (goertzel_power(&f, 1000.0, 8000), goertzel_power(&f, 2000.0, 8000));
+        assert!(p1 > 0.5 * p2 && p2 > 0.5 * p1, "both tones in the mix: {p1} {p2}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Records one second of a 1 kHz caller (A-law) and a 2 kHz callee (G.722) in `mode`; the
+    /// samples read back (8 kHz; interleaved when stereo).
+    fn record(path: &Path, mode: RecordMode) -> Vec<i16> {
         let start = Instant::now();
-        let (mut tap, recording) = super::start(&path, start).unwrap();
+        let (mut tap, recording) = super::start(path, start, mode).unwrap();
         let tone = |freq: f64, rate: u32| {
             let mut s = vec![0i16; rate as usize];
             let spec = ToneSpec { components: vec![(freq, -10.0)], cadence_ms: vec![], repeat: true };
@@ -242,13 +286,9 @@ mod tests {
         drop(tap);
         let frames = recording.wait().unwrap();
         assert!((7900..=8100).contains(&frames), "{frames} frames for 1 s");
-        let mut reader = hound::WavReader::open(&path).unwrap();
-        assert_eq!((reader.spec().channels, reader.spec().sample_rate), (2, 8000));
-        let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
-        let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
-        let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
-        assert!((dominant_frequency(&left[800..7000], 8000) - 1000.0).abs() < 5.0);
-        assert!((dominant_frequency(&right[800..7000], 8000) - 2000.0).abs() < 5.0);
-        let _ = std::fs::remove_dir_all(dir);
+        let mut reader = hound::WavReader::open(path).unwrap();
+        let channels = if mode == RecordMode::Stereo { 2 } else { 1 };
+        assert_eq!((reader.spec().channels, reader.spec().sample_rate), (channels, 8000));
+        reader.samples::<i16>().map(Result::unwrap).collect()
     }
 }

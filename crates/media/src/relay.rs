@@ -625,10 +625,15 @@ impl MediaSession {
         self.worker.send(Command::SetTelephoneEvents(self.id, side, kept), Wake::Lazy).map_err(|_| RelayError::ShutDown)
     }
 
-    /// Records both sides' audio to a two-channel WAV file at `path` (caller left, callee
-    /// right), from now until [`MediaSession::stop_recording`] or the session's end.
-    pub fn start_recording(&self, path: &std::path::Path) -> io::Result<crate::record::Recording> {
-        let (tap, recording) = crate::record::start(path, Instant::now())?;
+    /// Records the session's audio to a WAV file at `path` (8 kHz): both sides in two channels
+    /// (caller left, callee right), mixed in one, or one side only, as `mode` says; from now
+    /// until [`MediaSession::stop_recording`] or the session's end.
+    pub fn start_recording(
+        &self,
+        path: &std::path::Path,
+        mode: crate::record::RecordMode,
+    ) -> io::Result<crate::record::Recording> {
+        let (tap, recording) = crate::record::start(path, Instant::now(), mode)?;
         self.worker
             .send(Command::StartRecording(self.id, crate::worker::Tap(Box::new(tap))), Wake::Prompt)
             .map_err(|_| io::Error::other("the relay is shut down"))?;

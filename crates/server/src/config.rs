@@ -149,11 +149,45 @@ pub struct CallsSection {
     pub record: bool,
     /// Where recordings go (empty: `recordings` in `data_dir`).
     pub recordings_dir: PathBuf,
+    /// What a recording holds: both legs in two channels, mixed in one, or one leg.
+    pub record_mode: RecordModeSetting,
+}
+
+/// `record_mode` of `[calls]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordModeSetting {
+    /// Caller left, callee right.
+    #[default]
+    Stereo,
+    /// Both legs mixed, mono.
+    Mixed,
+    /// The caller's leg only.
+    Caller,
+    /// The callee's leg only.
+    Callee,
+}
+
+impl RecordModeSetting {
+    /// The relay's mode.
+    pub fn mode(self) -> media::record::RecordMode {
+        match self {
+            RecordModeSetting::Stereo => media::record::RecordMode::Stereo,
+            RecordModeSetting::Mixed => media::record::RecordMode::Mixed,
+            RecordModeSetting::Caller => media::record::RecordMode::Caller,
+            RecordModeSetting::Callee => media::record::RecordMode::Callee,
+        }
+    }
 }
 
 impl Default for CallsSection {
     fn default() -> CallsSection {
-        CallsSection { ring_timeout_secs: 120, record: false, recordings_dir: PathBuf::new() }
+        CallsSection {
+            ring_timeout_secs: 120,
+            record: false,
+            recordings_dir: PathBuf::new(),
+            record_mode: RecordModeSetting::Stereo,
+        }
     }
 }
 

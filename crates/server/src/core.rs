@@ -189,6 +189,8 @@ pub struct Core {
     pub mos_alert_threshold: f64,
     /// Where answered calls are recorded, when they are.
     pub recordings: Option<std::path::PathBuf>,
+    /// What a recording holds.
+    pub record_mode: media::record::RecordMode,
     /// Music on hold, if any.
     pub music_on_hold: Option<media::player::Source>,
     /// Opus encoder complexity for transcoded legs.

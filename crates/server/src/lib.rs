@@ -219,6 +219,7 @@ pub async fn serve(cfg: Config, opts: ServeOptions, shutdown: impl Future<Output
         }),
         prompts: prompts.clone(),
         opus_complexity: cfg.media.opus_complexity,
+        record_mode: cfg.calls.record_mode.mode(),
         recordings: cfg.calls.record.then(|| {
             if cfg.calls.recordings_dir.as_os_str().is_empty() {
                 cfg.data_dir.join("recordings")

@@ -220,7 +220,7 @@ async fn run_call(
                         && let (Some(dir), Some(s), None) = (&ctx.recordings, &session, &recording)
                     {
                         let path = dir.join(ev.tenant_id.to_string()).join(format!("{}.wav", ev.call));
-                        match s.start_recording(&path) {
+                        match s.start_recording(&path, ctx.record_mode) {
                             Ok(r) => recording = Some(r),
                             Err(e) => warn!(error = %e, path = %path.display(), "cannot record the call"),
                         }
