@@ -229,14 +229,14 @@ impl SrtpLeg {
         (done.is_ok() && recv.replace(i, &self.scratch)).then_some(self.scratch.len())
     }
 
-    /// Encrypts an RTCP report the relay made itself.
-    fn seal_rtcp<'a>(&'a mut self, report: &[u8]) -> Option<&'a [u8]> {
-        self.outbound.protect_rtcp(report, &mut self.scratch).ok().map(|()| self.scratch.as_slice())
-    }
-
-    /// Encrypts a packet the relay made itself (a player's).
-    fn seal_own<'a>(&'a mut self, packet: &[u8]) -> Option<&'a [u8]> {
-        self.outbound.protect_rtp(packet, &mut self.scratch).ok().map(|()| self.scratch.as_slice())
+    /// Encrypts a packet (RTP, or an RTCP report) the relay made itself.
+    fn seal_made<'a>(&'a mut self, packet: &[u8], rtcp: bool) -> Option<&'a [u8]> {
+        let done = if rtcp {
+            self.outbound.protect_rtcp(packet, &mut self.scratch)
+        } else {
+            self.outbound.protect_rtp(packet, &mut self.scratch)
+        };
+        done.ok().map(|()| self.scratch.as_slice())
     }
 }
 
@@ -441,6 +441,17 @@ struct Session {
     play_transcoders: [Option<Box<Transcoder>>; 2],
     /// The conference each side is a member of, and what it sent since the last mix.
     conference: [Option<(u64, Box<MemberInput>)>; 2],
+}
+
+impl Session {
+    /// The codec the relay makes audio for `side` in: the one its phone sends (µ-law until it
+    /// has sent, or when the player cannot make it: a transcoder converts then).
+    fn play_codec(&self, side: Side) -> PlayCodec {
+        self.monitors[side_index(side)]
+            .audio_payload_type()
+            .and_then(PlayCodec::from_payload_type)
+            .unwrap_or(PlayCodec::Pcmu)
+    }
 }
 
 /// DTMF digits in a session's RTP: RFC 4733 events, or tones in G.711 audio from a side that
@@ -807,10 +818,7 @@ impl Worker {
                 {
                     previous.remove(id, side);
                 }
-                let codec = s.monitors[i]
-                    .audio_payload_type()
-                    .and_then(PlayCodec::from_payload_type)
-                    .unwrap_or(PlayCodec::Pcmu);
+                let codec = s.play_codec(side);
                 if let Some(c) = self.conferences.get_mut(&conf)
                     && c.add(slot, id, side, codec, settings, Instant::now())
                 {
@@ -850,10 +858,7 @@ impl Worker {
                     let i = side_index(side);
                     match source {
                         Some(source) => {
-                            let codec = s.monitors[i]
-                                .audio_payload_type()
-                                .and_then(PlayCodec::from_payload_type)
-                                .unwrap_or(PlayCodec::Pcmu);
+                            let codec = s.play_codec(side);
                             let ssrc = (id as u32).wrapping_mul(0x9E37_79B9) ^ (i as u32 + 1);
                             s.players[i] = Some(Box::new(Player::new(source, codec, ssrc, Instant::now())));
                             // A leg in a codec the player cannot make (Opus): its µ-law is
@@ -1089,27 +1094,13 @@ impl Worker {
                     let blocks: Vec<crate::rtcp::ReportBlock> = s.monitors[i].report_block().into_iter().collect();
                     let mut report = Vec::with_capacity(60);
                     crate::rtcp::write_sender_report(ssrc, info, &blocks, &mut report);
-                    let sealed = match &mut s.srtp[i] {
-                        Some(keys) => keys.seal_rtcp(&report),
-                        None => Some(report.as_slice()),
-                    };
-                    if let Some(bytes) = sealed {
-                        let _ = pair.sockets[via.index()].send_to(bytes, to);
-                    }
+                    let fd = pair.sockets[via.index()].as_raw_fd();
+                    send_made(fd, &mut s.srtp[i], &s.stats, m.side, &report, to, true);
                 }
                 let (Some(to), Some(pair)) = (s.router.rtp_destination(m.side), self.pairs.get(s.pairs[i])) else {
                     continue;
                 };
-                let packet = match &mut s.srtp[i] {
-                    Some(keys) => match keys.seal_own(&self.play_buf) {
-                        Some(sealed) => sealed,
-                        None => continue,
-                    },
-                    None => &self.play_buf,
-                };
-                let sent = pair.sockets[0].send_to(packet, to).is_ok();
-                let bytes = packet.len() as u64;
-                s.stats.record_tx(m.side, u64::from(sent), if sent { bytes } else { 0 }, u64::from(!sent));
+                send_made(pair.sockets[0].as_raw_fd(), &mut s.srtp[i], &s.stats, m.side, &self.play_buf, to, false);
             }
         }
     }
@@ -1125,24 +1116,17 @@ impl Worker {
                     let (Some(to), Some(pair)) = (s.router.rtp_destination(side), self.pairs.get(s.pairs[i])) else {
                         continue;
                     };
-                    if let Some(t) = &mut s.play_transcoders[i] {
-                        self.io.outbox.clear();
-                        if t.convert_into(&self.play_buf, &mut self.io.outbox).is_ok() {
-                            let fds = [pair.sockets[0].as_raw_fd(); 4];
-                            send_outbox_to(&mut s.srtp[i], &s.stats, &fds, &self.io.outbox, side, to);
-                        }
+                    let fd = pair.sockets[0].as_raw_fd();
+                    let Some(t) = &mut s.play_transcoders[i] else {
+                        send_made(fd, &mut s.srtp[i], &s.stats, side, &self.play_buf, to, false);
                         continue;
-                    }
-                    let packet = match &mut s.srtp[i] {
-                        Some(keys) => match keys.seal_own(&self.play_buf) {
-                            Some(sealed) => sealed,
-                            None => continue,
-                        },
-                        None => &self.play_buf,
                     };
-                    let sent = pair.sockets[0].send_to(packet, to).is_ok();
-                    let bytes = packet.len() as u64;
-                    s.stats.record_tx(side, u64::from(sent), if sent { bytes } else { 0 }, u64::from(!sent));
+                    self.io.outbox.clear();
+                    if t.convert_into(&self.play_buf, &mut self.io.outbox).is_ok() {
+                        for packet in self.io.outbox.iter() {
+                            send_made(fd, &mut s.srtp[i], &s.stats, side, packet, to, false);
+                        }
+                    }
                 }
             }
             // Played out: the other side is heard again, and call control told.
@@ -1270,7 +1254,11 @@ fn relay_batch(
                         if t.convert_into(io.recv.get(i).0, &mut io.outbox).is_err() {
                             tally.dropped_invalid += 1;
                         } else {
-                            send_outbox(session, fds, &io.outbox, to_side, to);
+                            let fd = fds[socket_index(to_side, Kind::Rtp)];
+                            for packet in io.outbox.iter() {
+                                let keys = &mut session.srtp[side_index(to_side)];
+                                send_made(fd, keys, &session.stats, to_side, packet, to, false);
+                            }
                         }
                         continue;
                     }
@@ -1317,41 +1305,27 @@ fn leave(s: &mut Session, side: Side) {
     }
 }
 
-/// Sends what a transcoder made for `to_side` (encrypted if that side is), one by one.
-fn send_outbox(session: &mut Session, fds: &[RawFd; 4], outbox: &Outbox, to_side: Side, to: SocketAddr) {
-    let Session { srtp, stats, .. } = session;
-    send_outbox_to(&mut srtp[side_index(to_side)], stats, fds, outbox, to_side, to);
-}
-
-fn send_outbox_to(
+/// Sends a packet the relay made itself (a player's, a mix, a re-framed one, a report) to
+/// `side`'s phone at `to` through `fd`, encrypted if the side is; counted.
+fn send_made(
+    fd: RawFd,
     srtp: &mut Option<Box<SrtpLeg>>,
     stats: &SharedStats,
-    fds: &[RawFd; 4],
-    outbox: &Outbox,
-    to_side: Side,
+    side: Side,
+    packet: &[u8],
     to: SocketAddr,
+    rtcp: bool,
 ) {
-    let fd = fds[socket_index(to_side, Kind::Rtp)];
-    let (mut packets, mut bytes, mut errors) = (0, 0, 0);
-    for packet in outbox.iter() {
-        let packet = match srtp {
-            Some(keys) => match keys.seal_own(packet) {
-                Some(sealed) => sealed,
-                None => {
-                    errors += 1;
-                    continue;
-                }
-            },
-            None => packet,
-        };
-        if send_one(fd, packet, to) {
-            packets += 1;
-            bytes += packet.len() as u64;
-        } else {
-            errors += 1;
-        }
-    }
-    stats.record_tx(to_side, packets, bytes, errors);
+    let packet = match srtp {
+        Some(keys) => match keys.seal_made(packet, rtcp) {
+            Some(sealed) => sealed,
+            None => return stats.record_tx(side, 0, 0, 1),
+        },
+        None => packet,
+    };
+    let sent = send_one(fd, packet, to);
+    let bytes = if sent { packet.len() as u64 } else { 0 };
+    stats.record_tx(side, u64::from(sent), bytes, u64::from(!sent));
 }
 
 fn flush(session: &Session, fds: &[RawFd; 4], io: &mut BatchIo, to_side: Side, via: Kind) {
