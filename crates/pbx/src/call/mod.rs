@@ -397,8 +397,6 @@ pub struct Call {
     transcoding: Option<TranscodeSpec>,
     /// Legs hearing music on hold (A, B).
     moh: [bool; 2],
-    /// Legs whose SDP declared RFC 4733 telephone-events (A, B).
-    telephone_events: [bool; 2],
     /// The telephone-event payload type and clock rate each leg declared (A, B).
     event_types: [Option<(u8, u32)>; 2],
     /// SRTP of each leg (A, B).
@@ -503,7 +501,6 @@ impl Call {
             exchange: None,
             transcoding: None,
             moh: [false; 2],
-            telephone_events: [false; 2],
             event_types: [None; 2],
             keys: Default::default(),
             ring_deadline: Some(now.instant + cfg.ring_timeout),
@@ -539,7 +536,7 @@ impl Call {
             };
             match sdp::anchor(&negotiated, &call.anchors.b, &mut call.origin_b) {
                 Ok(anchored) => {
-                    if let Some(peer) = anchored.peer.map(|p| declared_events(p, &body)) {
+                    if let Some(peer) = sender_endpoint(&body) {
                         call.out.push_back(CallOutput::Media(MediaCommand::SetPeer { side: Side::A, peer }));
                     }
                     offer = Some(Bytes::from(anchored.body));
@@ -805,7 +802,7 @@ impl Call {
         };
         let anchored = sdp::anchor(&negotiated, &anchor, origin).ok()?;
         self.on_hold = is_hold(body);
-        if let Some(peer) = anchored.peer.map(|p| declared_events(p, body)) {
+        if let Some(peer) = sender_endpoint(body) {
             self.out.push_back(CallOutput::Media(MediaCommand::SetPeer { side: to.other(), peer }));
         }
         Some(Bytes::from(anchored.body))
@@ -818,7 +815,6 @@ impl Call {
     /// (anchoring then refuses them).
     fn negotiate(&mut self, to: Side, body: &[u8], role: SdpRole) -> Vec<u8> {
         let Ok(formats) = sdp::audio_formats(body) else { return body.to_vec() };
-        self.telephone_events[to.other().index()] = formats.iter().any(sdp::Format::is_telephone_event);
         // The type at the leg's audio clock, else the first.
         let audio_clock =
             formats.iter().find(|f| !f.is_telephone_event() && !f.is_comfort_noise()).map(|f| f.clock_rate);
@@ -1762,13 +1758,11 @@ impl Call {
     }
 }
 
-/// `peer` (read from the SDP as rewritten for the other leg) with the telephone-events its
-/// sender declared itself, not those added for the other leg to choose from.
-fn declared_events(mut peer: MediaEndpoint, original: &[u8]) -> MediaEndpoint {
-    if let Ok(Some(declared)) = sdp::audio_endpoint(original) {
-        peer.telephone_events = declared.telephone_events;
-    }
-    peer
+/// Where the sender of `original` receives, as it said itself (`None` on hold with a null
+/// address): not read from the rewritten SDP, which may list formats added for the other leg,
+/// telephone-events among them.
+fn sender_endpoint(original: &[u8]) -> Option<MediaEndpoint> {
+    sdp::audio_endpoint(original).ok().flatten()
 }
 
 /// True for an SDP that holds media: a direction other than sendrecv, or a null address.
