@@ -3,7 +3,11 @@
 //! nobody; leaving the conference relays a session normally again. Ports 42130..=42159.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+mod common;
+
+use common::V4;
+
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -12,9 +16,8 @@ use std::time::Duration;
 use audio::analysis::goertzel_power;
 use audio::g711::Law;
 use audio::tone::{ToneGenerator, ToneSpec};
-use media::{MediaSession, MemberSettings, PeerMedia, Relay, RelayConfig, Side};
+use media::{MediaSession, MemberSettings, PeerMedia, Side};
 
-const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const TONES: [f64; 3] = [440.0, 1000.0, 1700.0];
 
 struct Phone {
@@ -82,15 +85,7 @@ fn levels(heard: &[i16]) -> [f32; 3] {
 
 #[test]
 fn three_parties_each_hear_the_other_two() {
-    let relay = Relay::start(RelayConfig {
-        port_min: 42130,
-        port_max: 42159,
-        workers: 2,
-        dscp: None,
-        coalesce: Duration::ZERO,
-        ..RelayConfig::default()
-    })
-    .unwrap();
+    let relay = common::relay(42130, 42159, 2);
     let conference = relay.create_conference().unwrap();
     let laws = [Law::Ulaw, Law::Alaw, Law::Ulaw];
     let mut sessions: Vec<MediaSession> = Vec::new();

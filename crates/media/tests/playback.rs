@@ -3,7 +3,9 @@
 //! control hears that it finished, and the other side is heard again. Ports 42120..=42129.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+mod common;
+
+use std::net::UdpSocket;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -12,9 +14,7 @@ use audio::g711::Law;
 use audio::prompts::{Lang, PromptLibrary};
 use audio::tone::{ProgressTone, TonePlan};
 use media::player::Source;
-use media::{MediaEvent, PeerMedia, Relay, RelayConfig, Side};
-
-const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+use media::{MediaEvent, Side};
 
 fn rtp(pt: u8, seq: u16) -> Vec<u8> {
     let mut p = vec![0x80, pt];
@@ -40,16 +40,8 @@ fn a_prompt_then_a_tone_are_played_into_a_live_leg() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(prompt.len() > 4000, "a spoken prompt lasts more than half a second");
 
-    let relay = Relay::start(RelayConfig {
-        port_min: 42120,
-        port_max: 42129,
-        workers: 1,
-        dscp: None,
-        coalesce: Duration::ZERO,
-        ..RelayConfig::default()
-    })
-    .unwrap();
-    let session = relay.allocate(V4, V4).unwrap();
+    let relay = common::relay(42120, 42129, 1);
+    let common::Legs { session, a, b, relay_a, relay_b } = common::legs(&relay);
     let (events_tx, events) = mpsc::channel();
     let events_tx = std::sync::Mutex::new(events_tx);
     session
@@ -57,12 +49,6 @@ fn a_prompt_then_a_tone_are_played_into_a_live_leg() {
             let _ = events_tx.lock().unwrap().send(ev);
         }))
         .unwrap();
-    let a = UdpSocket::bind((V4, 0)).unwrap();
-    let b = UdpSocket::bind((V4, 0)).unwrap();
-    session.set_peer(Side::A, PeerMedia::muxed(a.local_addr().unwrap())).unwrap();
-    session.set_peer(Side::B, PeerMedia::muxed(b.local_addr().unwrap())).unwrap();
-    let relay_a = SocketAddr::new(V4, session.local(Side::A).rtp);
-    let relay_b = SocketAddr::new(V4, session.local(Side::B).rtp);
     // A speaks µ-law, so that is what it is played.
     a.send_to(&rtp(0, 1), relay_a).unwrap();
     assert!(receive(&b, Duration::from_secs(1)).is_some());

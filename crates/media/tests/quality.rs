@@ -3,14 +3,13 @@
 //! Ports 41900..=41949.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use media::Side;
 use media::emodel::CodecImpairment;
 use media::rtcp::{ReportBlock, SenderInfo, ntp_middle, write_receiver_report, write_sender_report};
-use media::{PeerMedia, Relay, RelayConfig, Side};
-
-const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 fn rtp(seq: u16, ts: u32) -> Vec<u8> {
     let mut p = vec![0x80, 0x00];
@@ -23,23 +22,9 @@ fn rtp(seq: u16, ts: u32) -> Vec<u8> {
 
 #[test]
 fn loss_jitter_round_trip_and_mos_per_side() {
-    let relay = Relay::start(RelayConfig {
-        port_min: 41900,
-        port_max: 41949,
-        workers: 1,
-        dscp: None,
-        coalesce: Duration::ZERO,
-        ..RelayConfig::default()
-    })
-    .unwrap();
-    let session = relay.allocate(V4, V4).unwrap();
-    let a = UdpSocket::bind((V4, 0)).unwrap();
-    let b = UdpSocket::bind((V4, 0)).unwrap();
+    let relay = common::relay(41900, 41949, 1);
+    let common::Legs { session, a, b, relay_a, relay_b } = common::legs(&relay);
     b.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    session.set_peer(Side::A, PeerMedia::muxed(a.local_addr().unwrap())).unwrap();
-    session.set_peer(Side::B, PeerMedia::muxed(b.local_addr().unwrap())).unwrap();
-    let relay_a = SocketAddr::new(V4, session.local(Side::A).rtp);
-    let relay_b = SocketAddr::new(V4, session.local(Side::B).rtp);
 
     // A sends 100 packets 20 ms apart, alternately on time and 6 ms late, every 10th lost.
     let start = Instant::now();
@@ -101,26 +86,13 @@ fn rfc4733_digits_are_reported_with_their_duration() {
     use media::{MediaEvent, TelephoneEventType};
     use std::sync::{Arc, Mutex};
 
-    let relay = Relay::start(RelayConfig {
-        port_min: 41950,
-        port_max: 41969,
-        workers: 1,
-        dscp: None,
-        coalesce: Duration::ZERO,
-        ..RelayConfig::default()
-    })
-    .unwrap();
-    let session = relay.allocate(V4, V4).unwrap();
+    let relay = common::relay(41950, 41969, 1);
+    let common::Legs { session, a, b: _b, relay_a, relay_b: _ } = common::legs(&relay);
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&events);
     session.set_event_sink(Arc::new(move |e| seen.lock().unwrap().push(e))).unwrap();
     // Side B declared telephone-event 101 at 8 kHz; side A declared nothing (either is enough).
     session.set_telephone_events(Side::B, &[TelephoneEventType { payload_type: 101, clock_rate: 8000 }]).unwrap();
-    let a = UdpSocket::bind((V4, 0)).unwrap();
-    let b = UdpSocket::bind((V4, 0)).unwrap();
-    session.set_peer(Side::A, PeerMedia::muxed(a.local_addr().unwrap())).unwrap();
-    session.set_peer(Side::B, PeerMedia::muxed(b.local_addr().unwrap())).unwrap();
-    let relay_a = SocketAddr::new(V4, session.local(Side::A).rtp);
     // A sends digit 7 for 200 ms (updates every 20 ms, the end three times), then digit #.
     let mut seq = 0u16;
     for (event, ts) in [(7u8, 8000u32), (11, 16000)] {

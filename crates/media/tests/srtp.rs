@@ -3,13 +3,15 @@
 //! move the latch. Ports 42100..=42119.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+mod common;
+
+use common::V4;
+
+use std::net::UdpSocket;
 use std::time::Duration;
 
-use media::{PeerMedia, Relay, RelayConfig, Side, SrtpKeys};
+use media::{Side, SrtpKeys};
 use srtp::{Context, MasterKey, Suite};
-
-const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 fn rtp(seq: u16) -> Vec<u8> {
     let mut p = vec![0x80, 0];
@@ -35,28 +37,14 @@ fn receive(s: &UdpSocket) -> Option<Vec<u8>> {
 fn one_side_encrypted_the_other_plain() {
     for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32, Suite::AeadAes128Gcm] {
         let port_min = 42100 + 6 * (Suite::ALL.iter().position(|&s| s == suite).unwrap() as u16);
-        let relay = Relay::start(RelayConfig {
-            port_min,
-            port_max: port_min + 5,
-            workers: 1,
-            dscp: None,
-            coalesce: Duration::ZERO,
-            ..RelayConfig::default()
-        })
-        .unwrap();
-        let session = relay.allocate(V4, V4).unwrap();
-        let a = UdpSocket::bind((V4, 0)).unwrap();
-        let b = UdpSocket::bind((V4, 0)).unwrap();
-        session.set_peer(Side::A, PeerMedia::muxed(a.local_addr().unwrap())).unwrap();
-        session.set_peer(Side::B, PeerMedia::muxed(b.local_addr().unwrap())).unwrap();
+        let relay = common::relay(port_min, port_min + 5, 1);
+        let common::Legs { session, a, b, relay_a, relay_b } = common::legs(&relay);
         // The phone on side A encrypts with `phone`; the relay toward it with `relay_key`.
         let phone = MasterKey::generate(suite).unwrap();
         let relay_key = MasterKey::generate(suite).unwrap();
         session.set_srtp(Side::A, Some(&SrtpKeys { inbound: phone.clone(), outbound: relay_key.clone() })).unwrap();
         let mut phone_tx = Context::new(&phone);
         let mut phone_rx = Context::new(&relay_key);
-        let relay_a = SocketAddr::new(V4, session.local(Side::A).rtp);
-        let relay_b = SocketAddr::new(V4, session.local(Side::B).rtp);
         std::thread::sleep(Duration::from_millis(50));
 
         // A → B: decrypted.

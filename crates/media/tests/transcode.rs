@@ -2,7 +2,9 @@
 //! other's tone in its own codec, with payload types remapped. Ports 41970..=41989.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+mod common;
+
+use std::net::UdpSocket;
 use std::time::Duration;
 
 use audio::analysis::dominant_frequency;
@@ -10,9 +12,7 @@ use audio::g711::Law;
 use audio::g722::{G722Decoder, G722Encoder};
 use audio::tone::{ToneGenerator, ToneSpec};
 use media::transcode::{Codec, DirectionPlan};
-use media::{PeerMedia, Relay, RelayConfig, Side, TranscodePlan};
-
-const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+use media::{Side, TranscodePlan};
 
 fn tone(freq: f64, rate: u32, ms: u32) -> Vec<i16> {
     let spec = ToneSpec { components: vec![(freq, -10.0)], cadence_ms: vec![], repeat: true };
@@ -39,27 +39,13 @@ fn receive(s: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
 
 #[test]
 fn pcma_and_g722_legs_hear_each_other() {
-    let relay = Relay::start(RelayConfig {
-        port_min: 41970,
-        port_max: 41989,
-        workers: 1,
-        dscp: None,
-        coalesce: Duration::ZERO,
-        ..RelayConfig::default()
-    })
-    .unwrap();
-    let session = relay.allocate(V4, V4).unwrap();
-    let a = UdpSocket::bind((V4, 0)).unwrap();
-    let b = UdpSocket::bind((V4, 0)).unwrap();
-    session.set_peer(Side::A, PeerMedia::muxed(a.local_addr().unwrap())).unwrap();
-    session.set_peer(Side::B, PeerMedia::muxed(b.local_addr().unwrap())).unwrap();
+    let relay = common::relay(41970, 41989, 1);
+    let common::Legs { session, a, b, relay_a, relay_b } = common::legs(&relay);
     let plan = TranscodePlan {
         a_to_b: DirectionPlan::new((Codec::Pcma, 8), (Codec::G722, 9)).with_telephone_event(Some((101, 96))),
         b_to_a: DirectionPlan::new((Codec::G722, 9), (Codec::Pcma, 8)).with_telephone_event(Some((96, 101))),
     };
     session.set_transcoding(Some(plan)).unwrap();
-    let relay_a = SocketAddr::new(V4, session.local(Side::A).rtp);
-    let relay_b = SocketAddr::new(V4, session.local(Side::B).rtp);
 
     // A → B: 1 kHz in A-law, 20 ms packets; B gets G.722.
     let mut payload = Vec::new();
@@ -112,22 +98,8 @@ fn pcma_and_g722_legs_hear_each_other() {
 #[test]
 fn music_on_hold_replaces_the_other_side() {
     use media::player::Source;
-    let relay = Relay::start(RelayConfig {
-        port_min: 41990,
-        port_max: 41999,
-        workers: 1,
-        dscp: None,
-        coalesce: Duration::ZERO,
-        ..RelayConfig::default()
-    })
-    .unwrap();
-    let session = relay.allocate(V4, V4).unwrap();
-    let a = UdpSocket::bind((V4, 0)).unwrap();
-    let b = UdpSocket::bind((V4, 0)).unwrap();
-    session.set_peer(Side::A, PeerMedia::muxed(a.local_addr().unwrap())).unwrap();
-    session.set_peer(Side::B, PeerMedia::muxed(b.local_addr().unwrap())).unwrap();
-    let relay_a = SocketAddr::new(V4, session.local(Side::A).rtp);
-    let relay_b = SocketAddr::new(V4, session.local(Side::B).rtp);
+    let relay = common::relay(41990, 41999, 1);
+    let common::Legs { session, a, b, relay_a, relay_b } = common::legs(&relay);
     // B speaks A-law first, so the music comes in A-law.
     b.send_to(&rtp(8, 1, &[0xD5; 160]), relay_b).unwrap();
     assert_eq!(receive(&a, 1)[0][1], 8);
@@ -166,20 +138,8 @@ fn music_on_hold_replaces_the_other_side() {
 fn music_on_hold_reaches_an_opus_leg() {
     use media::player::Source;
     use media::transcode::{Outbox, Transcoder};
-    let relay = Relay::start(RelayConfig {
-        port_min: 42160,
-        port_max: 42169,
-        workers: 1,
-        dscp: None,
-        coalesce: Duration::ZERO,
-        ..RelayConfig::default()
-    })
-    .unwrap();
-    let session = relay.allocate(V4, V4).unwrap();
-    let a = UdpSocket::bind((V4, 0)).unwrap();
-    let b = UdpSocket::bind((V4, 0)).unwrap();
-    session.set_peer(Side::A, PeerMedia::muxed(a.local_addr().unwrap())).unwrap();
-    session.set_peer(Side::B, PeerMedia::muxed(b.local_addr().unwrap())).unwrap();
+    let relay = common::relay(42160, 42169, 1);
+    let common::Legs { session, a: _a, b, relay_a: _, relay_b: _ } = common::legs(&relay);
     session
         .set_transcoding(Some(TranscodePlan {
             a_to_b: DirectionPlan::new((Codec::Pcmu, 0), (Codec::Opus, 111)),
