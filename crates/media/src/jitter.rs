@@ -92,6 +92,8 @@ pub struct JitterBuffer {
     reference: Option<(Instant, u64)>,
     /// Recent lateness samples (µs after the earliest-seen transit), newest last.
     lateness: VecDeque<u64>,
+    /// Room to find the percentile in, reused for every packet.
+    ranked: Vec<u64>,
     /// Smallest transit seen (arrival µs − timestamp µs), the "on time" reference.
     min_transit: Option<i64>,
     target: Duration,
@@ -117,6 +119,7 @@ impl JitterBuffer {
             next_play: None,
             reference: None,
             lateness: VecDeque::with_capacity(WINDOW),
+            ranked: Vec::with_capacity(WINDOW),
             min_transit: None,
             surplus_run: 0,
             may_grow: false,
@@ -198,9 +201,11 @@ impl JitterBuffer {
     }
 
     fn retarget(&mut self) {
-        let mut sorted: Vec<u64> = self.lateness.iter().copied().collect();
-        sorted.sort_unstable();
-        let p95 = sorted.get(sorted.len() * 95 / 100).copied().unwrap_or(0);
+        // The 95th percentile, found in linear time in a buffer kept between packets.
+        self.ranked.clear();
+        self.ranked.extend(self.lateness.iter().copied());
+        let at = self.ranked.len() * 95 / 100;
+        let p95 = if at < self.ranked.len() { *self.ranked.select_nth_unstable(at).1 } else { 0 };
         let frame = self.units_to_duration(u64::from(self.config.frame));
         self.target = (Duration::from_micros(p95) + frame).clamp(self.config.min_delay, self.config.max_delay);
     }
